@@ -1,0 +1,25 @@
+# inferd — top-level entry points. `make test` and `make serve` do all set-up.
+BUILD_DIR ?= build
+BUILD_TYPE ?= Release
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: deps configure build test serve clean
+
+deps:
+	./scripts/install_deps.sh
+
+configure:
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
+
+build: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: deps build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 600
+
+serve: deps build
+	$(BUILD_DIR)/inferd serve
+
+clean:
+	rm -rf $(BUILD_DIR)

@@ -1,0 +1,80 @@
+// The contract between the engine and a device: one forward pass over a step
+// batch, reading and writing the paged KV cache. CPU (engine/cpu/) and CUDA
+// (cuda/) implement it and must agree; the CPU backend is the reference.
+#pragma once
+
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+#include "engine/kv_cache_config.h"
+#include "engine/model_config.h"
+
+namespace inferd {
+
+// One scheduled sequence's part of a step.
+struct SequenceSlice {
+  int token_start = 0;   // first index of its new tokens in StepBatch::token_ids
+  int num_tokens = 0;    // new tokens this step: a prefill chunk, or 1 to decode
+  // Tokens in the cache once this step has run: the new tokens sit at
+  // positions [context_len - num_tokens, context_len).
+  int context_len = 0;
+  // Logical block i -> physical block; covers at least context_len tokens.
+  absl::Span<const int> block_table;
+  bool need_logits = false;  // logits of its last new token are wanted
+};
+
+// Every scheduled token of a step, flattened: sequence s owns
+// token_ids[token_start, token_start + num_tokens).
+struct StepBatch {
+  std::vector<int> token_ids;
+  std::vector<int> positions;
+  std::vector<SequenceSlice> sequences;
+
+  int num_tokens() const { return static_cast<int>(token_ids.size()); }
+  int num_logit_rows() const {
+    int n = 0;
+    for (const auto& s : sequences) n += s.need_logits ? 1 : 0;
+    return n;
+  }
+  void Clear() {
+    token_ids.clear();
+    positions.clear();
+    sequences.clear();
+  }
+  // Appends a sequence's new tokens (positions follow from context_len).
+  void AddSequence(absl::Span<const int> new_tokens, int context_len,
+                   absl::Span<const int> block_table, bool need_logits) {
+    SequenceSlice slice;
+    slice.token_start = num_tokens();
+    slice.num_tokens = static_cast<int>(new_tokens.size());
+    slice.context_len = context_len;
+    slice.block_table = block_table;
+    slice.need_logits = need_logits;
+    const int first_pos = context_len - slice.num_tokens;
+    for (int i = 0; i < slice.num_tokens; ++i) {
+      token_ids.push_back(new_tokens[i]);
+      positions.push_back(first_pos + i);
+    }
+    sequences.push_back(slice);
+  }
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // Runs the model over every token of `batch`, appends their K/V into the
+  // sequences' blocks, and writes one row of vocab_size logits per sequence
+  // with need_logits, in batch order, into `logits`
+  // ([num_logit_rows][vocab_size]).
+  virtual absl::Status Forward(const StepBatch& batch, absl::Span<float> logits) = 0;
+
+  virtual const ModelConfig& config() const = 0;
+  virtual const KvCacheConfig& kv_config() const = 0;
+  virtual std::string_view name() const = 0;   // "cpu" | "cuda"
+  virtual std::string_view dtype() const = 0;  // "float32", "bfloat16", ...
+};
+
+}  // namespace inferd

@@ -1,0 +1,66 @@
+// The CPU backend: the Llama forward pass in fp32 over a paged KV cache. It is
+// the reference every other backend is tested against.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/backend.h"
+#include "engine/model_weights.h"
+
+namespace inferd {
+
+class CpuBackend final : public Backend {
+ public:
+  // Allocates the K and V pools ([num_blocks][block_size][n_kv_heads]
+  // [head_dim] per layer) and the RoPE tables.
+  static absl::StatusOr<std::unique_ptr<CpuBackend>> Create(std::shared_ptr<const ModelWeights> weights,
+                                                            const KvCacheConfig& kv_config);
+
+  absl::Status Forward(const StepBatch& batch, absl::Span<float> logits) override;
+
+  const ModelConfig& config() const override { return weights_->config; }
+  const KvCacheConfig& kv_config() const override { return kv_config_; }
+  std::string_view name() const override { return "cpu"; }
+  std::string_view dtype() const override { return "float32"; }
+
+  // Read access to the cache, for tests: the K (or V) vector of `layer` at
+  // slot `slot_in_block` of physical `block`.
+  const float* KeyAt(int layer, int block, int slot_in_block) const;
+  const float* ValueAt(int layer, int block, int slot_in_block) const;
+
+ private:
+  CpuBackend(std::shared_ptr<const ModelWeights> weights, const KvCacheConfig& kv_config);
+
+  absl::Status CheckBatch(const StepBatch& batch, absl::Span<float> logits) const;
+  void EnsureWorkspace(int num_tokens, int num_logit_rows);
+
+  // The blocks of one layer, in the order they run.
+  void AttentionBlock(int layer, const StepBatch& batch);
+  void WriteKv(int layer, const StepBatch& batch);
+  void Attend(int layer, const StepBatch& batch);
+  void FeedForwardBlock(int layer, int num_tokens);
+  void Classifier(const StepBatch& batch, absl::Span<float> logits);
+
+  void RmsNorm(const float* x, const float* weight, int rows, float* out) const;
+  void Rope(float* vectors, int num_heads, const int* positions, int num_tokens) const;
+  size_t PoolOffset(int block, int slot_in_block) const;
+
+  std::shared_ptr<const ModelWeights> weights_;
+  KvCacheConfig kv_config_;
+  std::vector<std::vector<float>> key_pools_;    // per layer
+  std::vector<std::vector<float>> value_pools_;  // per layer
+  std::vector<float> rope_cos_;  // [max_seq_len][head_dim / 2]
+  std::vector<float> rope_sin_;
+
+  // Activations, sized for the largest step seen (grow-only, so a steady
+  // workload allocates nothing).
+  int capacity_tokens_ = 0;
+  std::vector<float> x_, xb_, q_, k_, v_, att_out_, hb_, hb2_;
+  std::vector<float> logit_rows_;
+  std::vector<float> scores_;  // per thread: [max_seq_len]
+  std::vector<int> token_sequence_;  // token index -> its sequence in the batch
+};
+
+}  // namespace inferd

@@ -1,0 +1,34 @@
+// Turns a stream of token ids into a stream of text deltas that are always
+// valid UTF-8: bytes of a character split across tokens wait for the token
+// that completes it.
+#pragma once
+
+#include <string>
+
+#include "engine/tokenizer.h"
+
+namespace inferd {
+
+class IncrementalDetokenizer {
+ public:
+  // `prev_token` is the token before the first one to decode (the last
+  // prompt token), which decides the leading-space rule after BOS.
+  IncrementalDetokenizer(const Tokenizer* tokenizer, int prev_token);
+
+  // Decodes `token` and returns the text that became complete: every whole,
+  // valid UTF-8 character so far not yet returned. A sequence that can never
+  // become valid (a stray continuation byte, an overlong or surrogate form)
+  // comes out as U+FFFD, one per bad byte, as soon as it is known to be bad.
+  std::string Append(int token);
+
+  // The held-back bytes of an unfinished character, as U+FFFD; call once at
+  // the end of the sequence.
+  std::string Flush();
+
+ private:
+  const Tokenizer* tokenizer_;
+  int prev_token_;
+  std::string pending_;  // bytes of an incomplete character
+};
+
+}  // namespace inferd

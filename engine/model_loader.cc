@@ -1,0 +1,182 @@
+#include "engine/model_loader.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "engine/dummy_weights.h"
+#include "engine/llama2c_checkpoint.h"
+
+namespace inferd {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kDummyPrefix[] = "dummy:";
+constexpr uint32_t kAk42Magic = 0x616b3432;
+// The Llama 2 tokenizer that generated models borrow.
+constexpr int kLlama2TokenizerVocab = 32000;
+
+bool IsTokenizerName(const std::string& filename) {
+  return filename == "tokenizer.bin" ||
+         (absl::StartsWith(filename, "tok") && absl::EndsWith(filename, ".bin"));
+}
+
+bool IsInt8Checkpoint(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  uint32_t magic = 0;
+  in.read(reinterpret_cast<char*>(&magic), sizeof magic);
+  return in && magic == kAk42Magic;
+}
+
+// The one model file of a directory: `*.bin` that is no tokenizer, the fp32
+// checkpoint when an int8 export of it sits beside it.
+absl::StatusOr<fs::path> FindWeights(const fs::path& dir) {
+  std::vector<fs::path> fp32, int8;
+  std::error_code ec;
+  for (const fs::directory_entry& entry : fs::directory_iterator(dir, ec)) {
+    const fs::path& p = entry.path();
+    std::error_code entry_ec;  // an unreadable entry is skipped, not fatal
+    if (!entry.is_regular_file(entry_ec) || p.extension() != ".bin" ||
+        IsTokenizerName(p.filename().string())) {
+      continue;
+    }
+    (IsInt8Checkpoint(p) ? int8 : fp32).push_back(p);
+  }
+  if (ec) {
+    return absl::UnavailableError(absl::StrCat(dir.string(), ": cannot list: ", ec.message()));
+  }
+  const std::vector<fs::path>& pick = fp32.empty() ? int8 : fp32;
+  if (pick.empty()) {
+    return absl::NotFoundError(absl::StrCat(
+        dir.string(), ": no model file (looked for a llama2.c *.bin checkpoint that is not "
+                      "tokenizer.bin or tok*.bin)"));
+  }
+  if (pick.size() > 1) {
+    std::vector<std::string> names;
+    for (const fs::path& p : pick) names.push_back(p.filename().string());
+    std::sort(names.begin(), names.end());
+    return absl::InvalidArgumentError(absl::StrCat(
+        dir.string(), ": several model files (", absl::StrJoin(names, ", "),
+        "); pass the path of the one to load"));
+  }
+  return pick.front();
+}
+
+// The tokenizer beside the weights: tokenizer.bin, else the single tok*.bin.
+absl::StatusOr<fs::path> FindTokenizer(const fs::path& dir) {
+  std::error_code ec;
+  if (fs::is_regular_file(dir / "tokenizer.bin", ec)) return dir / "tokenizer.bin";
+  std::vector<std::string> names;
+  for (const fs::directory_entry& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    std::error_code entry_ec;
+    if (entry.is_regular_file(entry_ec) && IsTokenizerName(name)) names.push_back(name);
+  }
+  if (names.empty()) {
+    return absl::NotFoundError(absl::StrCat(
+        dir.string(), ": no tokenizer (looked for tokenizer.bin or tok*.bin); pass one "
+                      "explicitly"));
+  }
+  if (names.size() > 1) {
+    std::sort(names.begin(), names.end());
+    return absl::InvalidArgumentError(absl::StrCat(dir.string(), ": several tokenizers (",
+                                                   absl::StrJoin(names, ", "),
+                                                   "); pass one explicitly"));
+  }
+  return dir / names.front();
+}
+
+absl::StatusOr<std::shared_ptr<const Tokenizer>> LoadTokenizer(const std::string& path,
+                                                               int vocab_size,
+                                                               const std::string& model) {
+  absl::StatusOr<Tokenizer> tokenizer = Tokenizer::LoadLlama2c(path, vocab_size);
+  if (!tokenizer.ok()) {
+    // The tokenizer's own message names its file; say which model it was
+    // meant for, since a vocabulary mismatch is a pairing mistake.
+    return absl::Status(tokenizer.status().code(),
+                        absl::StrCat(tokenizer.status().message(), " (tokenizer for model ",
+                                     model, ", vocab_size ", vocab_size, ")"));
+  }
+  return std::make_shared<const Tokenizer>(*std::move(tokenizer));
+}
+
+absl::StatusOr<LoadedModel> LoadDummy(const std::string& preset,
+                                      const std::string& tokenizer_path) {
+  absl::StatusOr<ModelConfig> config = DummyPresetConfig(preset);
+  if (!config.ok()) return config.status();
+  // Generated weights have no tokenizer of their own: `tiny` borrows
+  // stories260K's, the others Llama 2's (ids beyond 32000 decode to "").
+  const bool tiny = config->vocab_size <= 512;
+  const std::string path =
+      !tokenizer_path.empty() ? tokenizer_path
+      : tiny                  ? ModelsDir() + "/stories260K/tok512.bin"
+                              : ModelsDir() + "/llama2-tokenizer/tokenizer.bin";
+  const int vocab = std::min(config->vocab_size, kLlama2TokenizerVocab);
+  // The tokenizer first: it is cheap, generating weights is not.
+  absl::StatusOr<std::shared_ptr<const Tokenizer>> tokenizer =
+      LoadTokenizer(path, vocab, config->name);
+  if (!tokenizer.ok()) return tokenizer.status();
+  absl::StatusOr<std::unique_ptr<ModelWeights>> weights = MakeDummyWeights(*config, /*seed=*/0);
+  if (!weights.ok()) return weights.status();
+  return LoadedModel{std::shared_ptr<const ModelWeights>(*std::move(weights)),
+                     *std::move(tokenizer)};
+}
+
+}  // namespace
+
+std::string ModelsDir() {
+  const char* env = std::getenv("INFERD_MODELS_DIR");
+  if (env != nullptr && env[0] != '\0') return env;
+  return INFERD_DEFAULT_MODELS_DIR;
+}
+
+absl::StatusOr<LoadedModel> LoadModel(const std::string& model,
+                                      const std::string& tokenizer_path) {
+  if (absl::StartsWith(model, kDummyPrefix)) {
+    return LoadDummy(model.substr(std::strlen(kDummyPrefix)), tokenizer_path);
+  }
+  const fs::path path(model);
+  std::error_code ec;
+  const fs::file_status status = fs::status(path, ec);
+  if (!fs::exists(status)) {
+    return absl::NotFoundError(absl::StrCat(
+        model, ": model not found (expected a llama2.c model directory, a .bin checkpoint, "
+               "or dummy:PRESET with PRESET one of ",
+        absl::StrJoin(DummyPresetNames(), ", "), ")"));
+  }
+  fs::path weights_path = path;
+  if (fs::is_directory(status)) {
+    absl::StatusOr<fs::path> found = FindWeights(path);
+    if (!found.ok()) return found.status();
+    weights_path = *found;
+  }
+  fs::path tokenizer = tokenizer_path;
+  if (tokenizer.empty()) {
+    fs::path dir = weights_path.parent_path();
+    absl::StatusOr<fs::path> found = FindTokenizer(dir.empty() ? fs::path(".") : dir);
+    if (!found.ok()) return found.status();
+    tokenizer = *found;
+  }
+
+  absl::StatusOr<std::unique_ptr<ModelWeights>> weights =
+      LoadLlama2cModel(weights_path.string());
+  if (!weights.ok()) return weights.status();
+  absl::StatusOr<std::shared_ptr<const Tokenizer>> tok =
+      LoadTokenizer(tokenizer.string(), (*weights)->config.vocab_size, weights_path.string());
+  if (!tok.ok()) return tok.status();
+  return LoadedModel{std::shared_ptr<const ModelWeights>(*std::move(weights)), *std::move(tok)};
+}
+
+}  // namespace inferd

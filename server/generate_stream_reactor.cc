@@ -1,0 +1,86 @@
+#include "server/generate_stream_reactor.h"
+
+#include "server/response_builder.h"
+#include "server/status_mapping.h"
+
+namespace inferd {
+
+GenerateStreamReactor::GenerateStreamReactor(InferenceService* service, grpc::CallbackServerContext* context,
+                                             const grpc::ByteBuffer& request)
+    : service_(service) {
+  const absl::Status submitted = service_->Submit(
+      context, request, [this](RequestOutput output) { OnEngineOutput(std::move(output)); }, &request_id_);
+  if (!submitted.ok()) {
+    {
+      absl::MutexLock lock(&mu_);
+      finish_started_ = true;
+    }
+    Finish(ToGrpcStatus(submitted));
+  }
+}
+
+void GenerateStreamReactor::OnEngineOutput(RequestOutput output) {
+  {
+    absl::MutexLock lock(&mu_);
+    MergeOutput(output, &pending_);
+    has_pending_ = true;
+    if (output.finished) final_status_ = ToGrpcStatus(output.status);
+  }
+  Advance();
+}
+
+void GenerateStreamReactor::OnWriteDone(bool ok) {
+  bool abort = false;
+  {
+    absl::MutexLock lock(&mu_);
+    write_in_flight_ = false;
+    if (!ok && !client_gone_) {
+      client_gone_ = true;
+      abort = true;
+    }
+  }
+  if (abort) service_->AbortInEngine(request_id_);
+  Advance();
+}
+
+void GenerateStreamReactor::OnCancel() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (client_gone_ || finish_started_) return;
+    client_gone_ = true;
+  }
+  // The engine answers with a last, CANCELLED output; Finish follows it.
+  service_->AbortInEngine(request_id_);
+}
+
+void GenerateStreamReactor::Advance() {
+  enum class Action { kNone, kWrite, kWriteAndFinish, kFinish } action = Action::kNone;
+  grpc::Status status;
+  {
+    absl::MutexLock lock(&mu_);
+    if (write_in_flight_ || finish_started_) return;
+    if (final_status_.has_value()) {
+      finish_started_ = true;
+      status = *final_status_;
+      action = status.ok() && !client_gone_ ? Action::kWriteAndFinish : Action::kFinish;
+    } else if (has_pending_ && !client_gone_) {
+      write_in_flight_ = true;
+      action = Action::kWrite;
+    }
+    if (action == Action::kWrite || action == Action::kWriteAndFinish) {
+      bool own_buffer;
+      grpc::GenericSerialize<grpc::ProtoBufferWriter, v1::GenerateResponse>(pending_, &write_buffer_, &own_buffer);
+      pending_.Clear();
+      has_pending_ = false;
+    }
+  }
+  // Outside the lock: a reaction may run on another thread at once.
+  switch (action) {
+    case Action::kWrite: StartWrite(&write_buffer_); break;
+    case Action::kWriteAndFinish: StartWriteAndFinish(&write_buffer_, grpc::WriteOptions(), status); break;
+    case Action::kFinish: Finish(status); break;
+    case Action::kNone: break;
+  }
+}
+
+}  // namespace inferd
