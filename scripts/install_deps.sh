@@ -5,9 +5,12 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config git
-  libabsl-dev libcli11-dev nlohmann-json3-dev
+  libabsl-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libyaml-cpp-dev
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3
+  python3 python3-grpcio python3-protobuf
+  prometheus
 )
 
 missing=()

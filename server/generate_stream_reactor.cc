@@ -69,6 +69,7 @@ void GenerateStreamReactor::Advance() {
     }
     if (action == Action::kWrite || action == Action::kWriteAndFinish) {
       bool own_buffer;
+      write_buffer_.Clear();  // the previous write is done with it
       grpc::GenericSerialize<grpc::ProtoBufferWriter, v1::GenerateResponse>(pending_, &write_buffer_, &own_buffer);
       pending_.Clear();
       has_pending_ = false;

@@ -67,8 +67,8 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, const 
 
 }  // namespace
 
-InferenceService::InferenceService(RequestLimits limits, RequestObserver* observer)
-    : limits_(std::move(limits)), observer_(observer) {}
+InferenceService::InferenceService(RequestLimits limits, std::vector<RequestObserver*> observers)
+    : limits_(std::move(limits)), observers_(std::move(observers)) {}
 
 void InferenceService::SetEngine(Engine* engine, const std::string& model_name) {
   limits_.model_name = model_name;
@@ -99,7 +99,7 @@ absl::Status InferenceService::Submit(grpc::CallbackServerContext* context, cons
       request->deadline = absl::FromChrono(deadline);
     }
     request->on_output = [this, on_output = std::move(on_output)](RequestOutput output) {
-      if (observer_ != nullptr) observer_->OnOutput(output);
+      for (RequestObserver* observer : observers_) observer->OnOutput(output);
       on_output(std::move(output));
     };
     status = (*engine)->Submit(*std::move(request));
@@ -112,7 +112,9 @@ absl::Status InferenceService::Submit(grpc::CallbackServerContext* context, cons
   if (status.code() == absl::StatusCode::kResourceExhausted) {
     AttachRetryInfo(&status, absl::Milliseconds(limits_.queue_full_retry_delay_ms));
   }
-  if (!status.ok() && observer_ != nullptr) observer_->OnRefused(*request_id, status);
+  if (!status.ok()) {
+    for (RequestObserver* observer : observers_) observer->OnRefused(*request_id, status);
+  }
   return status;
 }
 

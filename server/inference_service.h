@@ -7,6 +7,7 @@
 #include <atomic>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/engine.h"
@@ -34,7 +35,7 @@ class InferenceService final : public InferenceServiceBase {
  public:
   // Until SetEngine, every call is answered UNAVAILABLE (the model loads
   // while the server already answers health checks).
-  InferenceService(RequestLimits limits, RequestObserver* observer);
+  InferenceService(RequestLimits limits, std::vector<RequestObserver*> observers);
   void SetEngine(Engine* engine, const std::string& model_name);
 
   // From now on new Generate calls get UNAVAILABLE.
@@ -46,7 +47,6 @@ class InferenceService final : public InferenceServiceBase {
   absl::Status Submit(grpc::CallbackServerContext* context, const grpc::ByteBuffer& wire, OutputCallback on_output,
                       std::string* request_id);
   void AbortInEngine(const std::string& request_id) { engine_.load()->Abort(request_id); }
-  RequestObserver* observer() { return observer_; }
 
   grpc::ServerWriteReactor<grpc::ByteBuffer>* GenerateStream(grpc::CallbackServerContext* context,
                                                              const grpc::ByteBuffer* request) override;
@@ -67,7 +67,7 @@ class InferenceService final : public InferenceServiceBase {
 
   std::atomic<Engine*> engine_{nullptr};
   RequestLimits limits_;  // model_name is set with the engine
-  RequestObserver* observer_;
+  const std::vector<RequestObserver*> observers_;
   std::atomic<bool> draining_{false};
 };
 

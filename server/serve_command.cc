@@ -16,6 +16,8 @@
 #include "engine/engine.h"
 #include "engine/model_loader.h"
 #include "server/inference_service.h"
+#include "server/grpc_metrics.h"
+#include "server/metrics.h"
 #include "server/request_logger.h"
 
 namespace inferd {
@@ -23,7 +25,8 @@ namespace {
 
 constexpr char kReadinessService[] = "inferd.v1.Inference";
 
-absl::StatusOr<std::unique_ptr<Engine>> LoadEngine(const ServerConfig& config, std::string* model_name) {
+absl::StatusOr<std::unique_ptr<Engine>> LoadEngine(const ServerConfig& config, Metrics* metrics,
+                                                   std::string* model_name) {
   absl::StatusOr<LoadedModel> model = LoadModel(config.model, config.tokenizer);
   if (!model.ok()) return model.status();
   const ModelConfig& mc = model->weights->config;
@@ -48,7 +51,8 @@ absl::StatusOr<std::unique_ptr<Engine>> LoadEngine(const ServerConfig& config, s
   spdlog::info("model {}: {} layers, dim {}, vocab {}, context {}; KV cache {} blocks of {} tokens; backend {}",
                mc.name, mc.n_layers, mc.dim, mc.vocab_size, mc.max_seq_len, kv.num_blocks, kv.block_size,
                (*backend)->name());
-  return Engine::Create(engine_config, *std::move(backend), model->tokenizer);
+  return Engine::Create(engine_config, *std::move(backend), model->tokenizer,
+                        [metrics](const StepStats& step) { metrics->OnStep(step); });
 }
 
 // Readiness: SERVING once the engine runs, NOT_SERVING while draining or
@@ -88,13 +92,22 @@ int RunServe(ServerConfig config) {
   signal(SIGPIPE, SIG_IGN);
 
   RequestLogger logger;
+  Metrics metrics;
+  if (config.metrics_port >= 0) {
+    absl::StatusOr<int> port = metrics.Serve(absl::StrCat(config.host, ":", config.metrics_port));
+    if (!port.ok()) {
+      spdlog::error("{}", std::string(port.status().message()));
+      return 1;
+    }
+    spdlog::info("metrics on http://{}:{}/metrics", config.host, *port);
+  }
   RequestLimits limits{.default_max_tokens = config.default_max_tokens,
                        .max_stop_strings = config.max_stop_strings,
                        .max_stop_string_bytes = config.max_stop_string_bytes,
                        .max_logprobs = config.max_logprobs,
                        .queue_full_retry_delay_ms = config.queue_full_retry_delay_ms,
                        .server_version = INFERD_VERSION};
-  InferenceService service(limits, &logger);
+  InferenceService service(limits, {&logger, &metrics});
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -111,6 +124,9 @@ int RunServe(ServerConfig config) {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   builder.RegisterService(&service);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(MakeGrpcMetricsInterceptorFactory(&metrics.registry()));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || bound_port == 0) {
     spdlog::error("cannot listen on {}", address);
@@ -122,13 +138,14 @@ int RunServe(ServerConfig config) {
   spdlog::info("inferd {} listening on {}:{} (loading {})", INFERD_VERSION, config.host, bound_port, config.model);
 
   std::string model_name;
-  absl::StatusOr<std::unique_ptr<Engine>> engine = LoadEngine(config, &model_name);
+  absl::StatusOr<std::unique_ptr<Engine>> engine = LoadEngine(config, &metrics, &model_name);
   if (!engine.ok()) {
     spdlog::error("cannot start: {}", std::string(engine.status().message()));
     server->Shutdown();
     return 1;
   }
   service.SetEngine(engine->get(), model_name);
+  metrics.AttachEngine(engine->get(), model_name, INFERD_VERSION);
 
   std::atomic<bool> draining{false};
   absl::Notification stop_watching;
@@ -152,6 +169,7 @@ int RunServe(ServerConfig config) {
   readiness.join();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   server->Wait();
+  metrics.AttachEngine(nullptr, "", "");  // the engine goes before the exposer
   spdlog::info("drained; exiting");
   return 0;
 }
