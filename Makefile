@@ -3,6 +3,8 @@ BUILD_DIR ?= build
 BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
+# Paths relative to the checkout in ccache keys, so any clone shares hits.
+export CCACHE_BASEDIR := $(CURDIR)
 
 .PHONY: deps configure build test serve clean
 

@@ -28,8 +28,10 @@ CpuBackend::CpuBackend(std::shared_ptr<const ModelWeights> weights, const KvCach
     : weights_(std::move(weights)), kv_config_(kv_config) {
   const ModelConfig& c = weights_->config;
   const size_t pool_floats = static_cast<size_t>(kv_config_.num_blocks) * kv_config_.block_size * c.kv_dim();
-  key_pools_.assign(c.n_layers, std::vector<float>(pool_floats));
-  value_pools_.assign(c.n_layers, std::vector<float>(pool_floats));
+  for (int layer = 0; layer < c.n_layers; ++layer) {
+    key_pools_.emplace_back(new float[pool_floats]);
+    value_pools_.emplace_back(new float[pool_floats]);
+  }
 
   // The same float expressions as llama2.c, so rotations match it bit for bit.
   const int half = c.head_dim() / 2;
@@ -51,11 +53,11 @@ size_t CpuBackend::PoolOffset(int block, int slot_in_block) const {
 }
 
 const float* CpuBackend::KeyAt(int layer, int block, int slot_in_block) const {
-  return key_pools_[layer].data() + PoolOffset(block, slot_in_block);
+  return key_pools_[layer].get() + PoolOffset(block, slot_in_block);
 }
 
 const float* CpuBackend::ValueAt(int layer, int block, int slot_in_block) const {
-  return value_pools_[layer].data() + PoolOffset(block, slot_in_block);
+  return value_pools_[layer].get() + PoolOffset(block, slot_in_block);
 }
 
 absl::Status CpuBackend::CheckBatch(const StepBatch& batch, absl::Span<float> logits) const {
@@ -172,8 +174,8 @@ void CpuBackend::WriteKv(int layer, const StepBatch& batch) {
       const int t = s.token_start + i;
       const int pos = batch.positions[t];
       const size_t offset = PoolOffset(s.block_table[pos / bs], pos % bs);
-      std::memcpy(&key_pools_[layer][offset], &k_[static_cast<size_t>(t) * kv_dim], kv_dim * sizeof(float));
-      std::memcpy(&value_pools_[layer][offset], &v_[static_cast<size_t>(t) * kv_dim], kv_dim * sizeof(float));
+      std::memcpy(key_pools_[layer].get() + offset, &k_[static_cast<size_t>(t) * kv_dim], kv_dim * sizeof(float));
+      std::memcpy(value_pools_[layer].get() + offset, &v_[static_cast<size_t>(t) * kv_dim], kv_dim * sizeof(float));
     }
   }
 }
@@ -186,8 +188,8 @@ void CpuBackend::Attend(int layer, const StepBatch& batch) {
   const int group = c.n_heads / c.n_kv_heads;
   const int bs = kv_config_.block_size;
   const float sqrt_head_dim = sqrtf(static_cast<float>(head_dim));
-  const float* keys = key_pools_[layer].data();
-  const float* values = value_pools_[layer].data();
+  const float* keys = key_pools_[layer].get();
+  const float* values = value_pools_[layer].get();
   const int n = batch.num_tokens();
   for (int si = 0; si < static_cast<int>(batch.sequences.size()); ++si) {
     const SequenceSlice& s = batch.sequences[si];

@@ -49,8 +49,10 @@ class CpuBackend final : public Backend {
 
   std::shared_ptr<const ModelWeights> weights_;
   KvCacheConfig kv_config_;
-  std::vector<std::vector<float>> key_pools_;    // per layer
-  std::vector<std::vector<float>> value_pools_;  // per layer
+  // Per layer. Left uninitialized: the OS commits pages as blocks are first
+  // written, so a large pool costs nothing until it is used.
+  std::vector<std::unique_ptr<float[]>> key_pools_;
+  std::vector<std::unique_ptr<float[]>> value_pools_;
   std::vector<float> rope_cos_;  // [max_seq_len][head_dim / 2]
   std::vector<float> rope_sin_;
 

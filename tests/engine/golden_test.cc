@@ -101,3 +101,42 @@ TEST(GenerateCommand, BadArgumentsFailWithOneLine) {
 
 }  // namespace
 }  // namespace inferd
+
+namespace inferd {
+namespace {
+
+// Issue scenario: every golden prompt three times at once through a tiny
+// pool, tiny budget and few sequences, so preemption, chunked prefill and
+// prefix reuse all happen; each output still equals the reference.
+TEST(GenerateCommand, ThreeCopiesUnderPressureReproduceTheReference) {
+  const auto lines = GoldenLines();
+  const std::string path = ::testing::TempDir() + "/golden_x3.txt";
+  {
+    std::ofstream out(path);
+    for (const auto& golden : lines) {
+      for (int copy = 0; copy < 3; ++copy) out << golden["prompt"].get<std::string>() << "\n";
+    }
+  }
+  const std::string command = std::string(INFERD_BINARY) + " generate --model " INFERD_SOURCE_DIR
+                              "/models/stories260K --prompts-file " + path +
+                              " --temperature 0 --max-tokens 200 --kv-cache-blocks 48 --block-size 16"
+                              " --max-num-seqs 12 --max-num-batched-tokens 24";
+  auto result = testing::RunCommand(command);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  std::istringstream out(result.output);
+  size_t i = 0;
+  for (std::string line; std::getline(out, line); ++i) {
+    const nlohmann::json got = nlohmann::json::parse(line);
+    const nlohmann::json& golden = lines[i / 3];
+    ASSERT_EQ(got["prompt"], golden["prompt"]);
+    const std::vector<int> expected = golden["output_ids"];
+    const std::vector<int> ids = got["output_ids"];
+    const size_t n = std::min<size_t>(expected.size(), 200);
+    ASSERT_EQ(ids.size(), n) << golden["prompt"];
+    EXPECT_TRUE(std::equal(ids.begin(), ids.end(), expected.begin())) << golden["prompt"];
+  }
+  EXPECT_EQ(i, lines.size() * 3);
+}
+
+}  // namespace
+}  // namespace inferd
