@@ -105,7 +105,7 @@ void Engine::StopAdmitting() {
 
 bool Engine::WaitUntilIdle(absl::Time deadline) {
   absl::MutexLock lock(&mu_);
-  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return live_ids_.empty(); };
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return live_ids_.empty() && callbacks_running_ == 0; };
   return mu_.AwaitWithDeadline(absl::Condition(&idle), deadline);
 }
 
@@ -334,9 +334,13 @@ void Engine::Finish(Sequence* sequence, RequestOutput out, absl::Status status) 
   const std::string id = sequence->request.id;
   scheduler_.Remove(sequence);
   sequences_.erase(id);
+  // The id is free before the owner hears of the end (a client may reuse it
+  // at once), and the stats show the blocks freed; WaitUntilIdle still waits
+  // for the callback to return.
+  PublishStats(/*erase_live_id=*/&id, /*callbacks_delta=*/1);
   if (callback) callback(std::move(out));
-  // Stats first: whoever sees the request gone sees its blocks freed too.
-  PublishStats(/*erase_live_id=*/&id);
+  absl::MutexLock lock(&mu_);
+  --callbacks_running_;
 }
 
 void Engine::Dequeue(const Sequence& sequence) {
@@ -345,7 +349,7 @@ void Engine::Dequeue(const Sequence& sequence) {
   queued_tokens_ -= sequence.prompt_len;
 }
 
-void Engine::PublishStats(const std::string* erase_live_id) {
+void Engine::PublishStats(const std::string* erase_live_id, int callbacks_delta) {
   EngineStats s;
   s.num_running = scheduler_.num_running();
   s.num_waiting = scheduler_.num_waiting();
@@ -356,6 +360,7 @@ void Engine::PublishStats(const std::string* erase_live_id) {
   s.num_waiting += static_cast<int>(inbox_.size());
   stats_ = s;
   if (erase_live_id != nullptr) live_ids_.erase(*erase_live_id);
+  callbacks_running_ += callbacks_delta;
 }
 
 }  // namespace inferd

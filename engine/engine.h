@@ -81,7 +81,8 @@ class Engine {
 
   // Refuses new requests from now on (Unavailable).
   void StopAdmitting();
-  // Waits until no request is live or `deadline` passes; true if none is.
+  // Waits until no request is live (and every final output has been
+  // delivered) or `deadline` passes; true if idle.
   bool WaitUntilIdle(absl::Time deadline);
   // Cancels what is still live (UNAVAILABLE) and joins the engine thread.
   void Shutdown();
@@ -110,8 +111,8 @@ class Engine {
   // before that).
   void Dequeue(const Sequence& sequence);
   // Publishes a stats snapshot; and, in the same critical section, takes a
-  // finished request's id off the live set.
-  void PublishStats(const std::string* erase_live_id = nullptr);
+  // finished request's id off the live set and counts its last callback.
+  void PublishStats(const std::string* erase_live_id = nullptr, int callbacks_delta = 0);
 
   bool HasWork() const { return scheduler_.num_running() + scheduler_.num_waiting() > 0; }
 
@@ -125,6 +126,7 @@ class Engine {
   std::vector<Request> inbox_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> aborts_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> live_ids_ ABSL_GUARDED_BY(mu_);
+  int callbacks_running_ ABSL_GUARDED_BY(mu_) = 0;  // final outputs being delivered
   bool admitting_ ABSL_GUARDED_BY(mu_) = true;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t next_arrival_ ABSL_GUARDED_BY(mu_) = 0;

@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
@@ -79,6 +80,7 @@ void WatchReadiness(grpc::HealthCheckServiceInterface* health, const Engine* eng
 }  // namespace
 
 int RunServe(ServerConfig config) {
+  spdlog::set_default_logger(spdlog::stderr_color_mt("inferd"));  // logs on stderr, data on stdout
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   spdlog::set_level(spdlog::level::from_str(config.log_level));
   if (config.model.empty()) config.model = ModelsDir() + "/stories260K";
