@@ -7,7 +7,7 @@ namespace inferd {
 
 GenerateStreamReactor::GenerateStreamReactor(InferenceService* service, grpc::CallbackServerContext* context,
                                              const grpc::ByteBuffer& request)
-    : service_(service) {
+    : service_(service), deadline_(context->deadline()) {
   const absl::Status submitted = service_->Submit(
       context, request, [this](RequestOutput output) { OnEngineOutput(std::move(output)); }, &request_id_);
   if (!submitted.ok()) {
@@ -49,8 +49,10 @@ void GenerateStreamReactor::OnCancel() {
     if (client_gone_ || finish_started_) return;
     client_gone_ = true;
   }
-  // The engine answers with a last, CANCELLED output; Finish follows it.
-  service_->AbortInEngine(request_id_);
+  // A passed deadline is the engine's to end (as DEADLINE_EXCEEDED, at its
+  // next step); anything else is an abort, answered with a last CANCELLED
+  // output. Finish follows that last output.
+  if (std::chrono::system_clock::now() < deadline_) service_->AbortInEngine(request_id_);
 }
 
 void GenerateStreamReactor::Advance() {

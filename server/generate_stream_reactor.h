@@ -7,6 +7,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
 #include <optional>
 
 #include "absl/synchronization/mutex.h"
@@ -30,6 +31,7 @@ class GenerateStreamReactor final : public grpc::ServerWriteReactor<grpc::ByteBu
 
   InferenceService* service_;
   std::string request_id_;
+  std::chrono::system_clock::time_point deadline_;  // the client's
 
   absl::Mutex mu_;
   v1::GenerateResponse pending_ ABSL_GUARDED_BY(mu_);

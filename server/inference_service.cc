@@ -17,7 +17,7 @@ class GenerateUnaryReactor final : public grpc::ServerUnaryReactor {
  public:
   GenerateUnaryReactor(InferenceService* service, grpc::CallbackServerContext* context,
                        const grpc::ByteBuffer& request, grpc::ByteBuffer* response)
-      : service_(service), response_(response) {
+      : service_(service), response_(response), deadline_(context->deadline()) {
     const absl::Status submitted = service_->Submit(
         context, request, [this](RequestOutput output) { OnEngineOutput(std::move(output)); }, &request_id_);
     if (!submitted.ok()) {
@@ -27,7 +27,8 @@ class GenerateUnaryReactor final : public grpc::ServerUnaryReactor {
   }
 
   void OnCancel() override {
-    if (!finished_.load()) service_->AbortInEngine(request_id_);
+    // A passed deadline is the engine's to end, as DEADLINE_EXCEEDED.
+    if (!finished_.load() && std::chrono::system_clock::now() < deadline_) service_->AbortInEngine(request_id_);
   }
   void OnDone() override { delete this; }
 
@@ -48,6 +49,7 @@ class GenerateUnaryReactor final : public grpc::ServerUnaryReactor {
 
   InferenceService* service_;
   grpc::ByteBuffer* response_;
+  const std::chrono::system_clock::time_point deadline_;  // the client's
   std::string request_id_;
   v1::GenerateResponse merged_;
   std::atomic<bool> finished_{false};

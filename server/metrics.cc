@@ -151,7 +151,7 @@ Metrics::Metrics()
                         .Add({});
   generation_tokens_ = &BuildCounter()
                             .Name("inferd_generation_tokens_total")
-                            .Help("Generated tokens delivered to clients.")
+                            .Help("Tokens generated for requests (all that the engine sent to their calls).")
                             .Register(*registry_)
                             .Add({});
   auto histogram = [this](const std::string& name, const std::string& help,
