@@ -91,10 +91,11 @@ absl::Status Engine::Submit(Request request) {
   return absl::OkStatus();
 }
 
-bool Engine::Abort(const std::string& request_id) {
+bool Engine::Abort(const std::string& request_id, absl::Status status) {
+  if (status.ok()) status = absl::CancelledError(absl::StrCat("request ", request_id, " was aborted"));
   absl::MutexLock lock(&mu_);
   if (!live_ids_.contains(request_id)) return false;
-  aborts_.push_back(request_id);
+  aborts_.emplace_back(request_id, std::move(status));
   return true;
 }
 
@@ -179,15 +180,15 @@ void Engine::TakeNewRequests() {
 }
 
 void Engine::ApplyAbortsAndDeadlines() {
-  std::vector<std::string> aborts;
+  std::vector<std::pair<std::string, absl::Status>> aborts;
   {
     absl::MutexLock lock(&mu_);
     aborts.swap(aborts_);
   }
-  for (const std::string& id : aborts) {
+  for (auto& [id, status] : aborts) {
     auto it = sequences_.find(id);
     if (it == sequences_.end()) continue;  // finished meanwhile
-    Finish(it->second.get(), RequestOutput(), absl::CancelledError(absl::StrCat("request ", id, " was aborted")));
+    Finish(it->second.get(), RequestOutput(), std::move(status));
   }
   const absl::Time now = absl::Now();
   std::vector<Sequence*> expired;

@@ -76,8 +76,9 @@ class Engine {
   absl::Status Submit(Request request);
 
   // Ends a live request at the next step boundary (its output ends with
-  // CANCELLED, its blocks are freed). Returns whether the id was live.
-  bool Abort(const std::string& request_id);
+  // `status`, CANCELLED unless told otherwise; its blocks are freed).
+  // Returns whether the id was live.
+  bool Abort(const std::string& request_id, absl::Status status = absl::Status());
 
   // Refuses new requests from now on (Unavailable).
   void StopAdmitting();
@@ -124,7 +125,7 @@ class Engine {
   // Shared with other threads.
   mutable absl::Mutex mu_;
   std::vector<Request> inbox_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::string> aborts_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::pair<std::string, absl::Status>> aborts_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> live_ids_ ABSL_GUARDED_BY(mu_);
   int callbacks_running_ ABSL_GUARDED_BY(mu_) = 0;  // final outputs being delivered
   bool admitting_ ABSL_GUARDED_BY(mu_) = true;

@@ -39,7 +39,7 @@ void GenerateStreamReactor::OnWriteDone(bool ok) {
       abort = true;
     }
   }
-  if (abort) service_->AbortInEngine(request_id_);
+  if (abort) service_->AbortCancelledCall(request_id_, deadline_);
   Advance();
 }
 
@@ -49,10 +49,9 @@ void GenerateStreamReactor::OnCancel() {
     if (client_gone_ || finish_started_) return;
     client_gone_ = true;
   }
-  // A passed deadline is the engine's to end (as DEADLINE_EXCEEDED, at its
-  // next step); anything else is an abort, answered with a last CANCELLED
-  // output. Finish follows that last output.
-  if (std::chrono::system_clock::now() < deadline_) service_->AbortInEngine(request_id_);
+  // The engine answers with a last output (CANCELLED or DEADLINE_EXCEEDED);
+  // Finish follows it.
+  service_->AbortCancelledCall(request_id_, deadline_);
 }
 
 void GenerateStreamReactor::Advance() {

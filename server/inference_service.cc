@@ -27,8 +27,7 @@ class GenerateUnaryReactor final : public grpc::ServerUnaryReactor {
   }
 
   void OnCancel() override {
-    // A passed deadline is the engine's to end, as DEADLINE_EXCEEDED.
-    if (!finished_.load() && std::chrono::system_clock::now() < deadline_) service_->AbortInEngine(request_id_);
+    if (!finished_.load()) service_->AbortCancelledCall(request_id_, deadline_);
   }
   void OnDone() override { delete this; }
 
@@ -75,6 +74,17 @@ InferenceService::InferenceService(RequestLimits limits, std::vector<RequestObse
 void InferenceService::SetEngine(Engine* engine, const std::string& model_name) {
   limits_.model_name = model_name;
   engine_.store(engine);
+}
+
+void InferenceService::AbortCancelledCall(const std::string& request_id,
+                                          std::chrono::system_clock::time_point deadline) {
+  constexpr auto kClockSkew = std::chrono::milliseconds(100);
+  absl::Status status;  // CANCELLED
+  if (deadline != std::chrono::system_clock::time_point::max() &&
+      std::chrono::system_clock::now() + kClockSkew >= deadline) {
+    status = absl::DeadlineExceededError(absl::StrCat("request ", request_id, " passed its deadline"));
+  }
+  engine_.load()->Abort(request_id, std::move(status));
 }
 
 absl::StatusOr<Engine*> InferenceService::ReadyEngine() const {

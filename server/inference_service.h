@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <string>
 #include <vector>
@@ -46,7 +47,11 @@ class InferenceService final : public InferenceServiceBase {
   // `on_output` then receives every engine output (the last one finished).
   absl::Status Submit(grpc::CallbackServerContext* context, const grpc::ByteBuffer& wire, OutputCallback on_output,
                       std::string* request_id);
-  void AbortInEngine(const std::string& request_id) { engine_.load()->Abort(request_id); }
+  // For a call that gRPC cancelled: ends its request in the engine, as
+  // DEADLINE_EXCEEDED when the client's deadline is (about) due — gRPC
+  // cancels at the deadline on the client's clock, which may run a little
+  // ahead of ours — else as CANCELLED.
+  void AbortCancelledCall(const std::string& request_id, std::chrono::system_clock::time_point deadline);
 
   grpc::ServerWriteReactor<grpc::ByteBuffer>* GenerateStream(grpc::CallbackServerContext* context,
                                                              const grpc::ByteBuffer* request) override;
