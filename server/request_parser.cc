@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
+#include "engine/utf8.h"
 #include "google/protobuf/descriptor.pb.h"
 #include "google/protobuf/dynamic_message.h"
 
@@ -18,37 +19,6 @@ using google::protobuf::FileDescriptorProto;
 using google::protobuf::Message;
 using google::protobuf::Reflection;
 
-bool IsValidUtf8(const std::string& s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const unsigned char lead = s[i];
-    if (lead < 0x80) {
-      ++i;
-      continue;
-    }
-    int continuation;
-    uint32_t cp;
-    if ((lead & 0xE0) == 0xC0) {
-      continuation = 1, cp = lead & 0x1F;
-    } else if ((lead & 0xF0) == 0xE0) {
-      continuation = 2, cp = lead & 0x0F;
-    } else if ((lead & 0xF8) == 0xF0) {
-      continuation = 3, cp = lead & 0x07;
-    } else {
-      return false;
-    }
-    if (i + continuation >= s.size()) return false;
-    for (int k = 1; k <= continuation; ++k) {
-      const unsigned char c = s[i + k];
-      if ((c & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (c & 0x3F);
-    }
-    const uint32_t smallest = continuation == 1 ? 0x80 : continuation == 2 ? 0x800 : 0x10000;
-    if (cp < smallest || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;  // overlong, too big, surrogate
-    i += continuation + 1;
-  }
-  return true;
-}
 
 // The same messages with every string field turned into bytes, in a pool of
 // their own: parsing into these never fails on UTF-8, so we can say which

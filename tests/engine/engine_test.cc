@@ -7,6 +7,7 @@
 
 #include <random>
 
+#include "engine/utf8.h"
 #include "tests/testing/engine_harness.h"
 
 namespace inferd {
@@ -19,19 +20,6 @@ using testing::MakeRequest;
 using testing::RunSolo;
 using testing::Stories260K;
 
-bool IsValidUtf8(const std::string& s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const unsigned char c = s[i];
-    int n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    if (n == 0 || i + n > s.size()) return false;
-    for (int k = 1; k < n; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
-    }
-    i += n;
-  }
-  return true;
-}
 
 std::vector<int> Encode(const std::string& text) { return Stories260K().tokenizer->Encode(text, true); }
 

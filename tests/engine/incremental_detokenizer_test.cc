@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "engine/tokenizer.h"
+#include "engine/utf8.h"
 #include "gtest/gtest.h"
 
 namespace inferd {
@@ -15,34 +16,6 @@ constexpr char kFffd[] = "\xEF\xBF\xBD";
 
 // Both llama2.c tokenizers put <0x00>..<0xFF> right after <unk>, <s>, </s>.
 int ByteToken(uint8_t byte) { return byte + 3; }
-
-// Independent of the code under test: decodes code points and checks their
-// range instead of checking byte ranges per position.
-bool IsValidUtf8(const std::string& s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto b = static_cast<uint8_t>(s[i]);
-    int n;
-    uint32_t cp;
-    if (b < 0x80) { n = 1; cp = b; }
-    else if ((b & 0xE0) == 0xC0) { n = 2; cp = b & 0x1F; }
-    else if ((b & 0xF0) == 0xE0) { n = 3; cp = b & 0x0F; }
-    else if ((b & 0xF8) == 0xF0) { n = 4; cp = b & 0x07; }
-    else return false;
-    if (i + n > s.size()) return false;
-    for (int k = 1; k < n; ++k) {
-      const auto c = static_cast<uint8_t>(s[i + k]);
-      if ((c & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (c & 0x3F);
-    }
-    static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-      return false;
-    }
-    i += n;
-  }
-  return true;
-}
 
 class IncrementalDetokenizerTest : public ::testing::Test {
  protected:
