@@ -9,29 +9,35 @@
 namespace inferd::cpu {
 namespace {
 
-// Eight-lane float vector via GCC vector extensions: portable, and compiled to
-// AVX registers where the target has them.
-typedef float V8 __attribute__((vector_size(32), aligned(4)));
-
+// Eight float lanes: AVX2 registers where the target has them (x86-64-v3,
+// the default build), GCC's generic vectors elsewhere.
+#if defined(__AVX2__) && defined(__FMA__)
+using V8 = __m256;
+inline V8 Zero() { return _mm256_setzero_ps(); }
+inline V8 Load(const float* p) { return _mm256_loadu_ps(p); }
+inline V8 MulAdd(V8 a, V8 b, V8 acc) { return _mm256_fmadd_ps(a, b, acc); }
+inline float Lane(V8 v, int i) {
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, v);
+  return lanes[i];
+}
+#else
+typedef float V8 __attribute__((vector_size(32)));
+inline V8 Zero() { return V8{}; }
 inline V8 Load(const float* p) {
   V8 v;
   __builtin_memcpy(&v, p, sizeof(v));
   return v;
 }
-
-inline V8 MulAdd(V8 a, V8 b, V8 acc) {
-#if defined(__AVX2__) && defined(__FMA__)
-  return reinterpret_cast<V8>(_mm256_fmadd_ps(reinterpret_cast<__m256>(a),
-                                              reinterpret_cast<__m256>(b),
-                                              reinterpret_cast<__m256>(acc)));
-#else
-  return acc + a * b;
+inline V8 MulAdd(V8 a, V8 b, V8 acc) { return acc + a * b; }
+inline float Lane(V8 v, int i) { return v[i]; }
 #endif
-}
 
 // The fixed horizontal reduction every dot product ends with.
 inline float Reduce(V8 v) {
-  return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+  alignas(32) float l[8];
+  for (int i = 0; i < 8; ++i) l[i] = Lane(v, i);
+  return ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]));
 }
 
 // A register tile: MT rows of x against NT rows of w. Each accumulator sees
@@ -39,15 +45,21 @@ inline float Reduce(V8 v) {
 // result independent of how rows were grouped.
 template <int MT, int NT>
 inline void Tile(const float* x, int ldx, const float* w, int ldw, int k, float* out, int ldo) {
+  // Fully unrolled, so that the MT x NT accumulators live in registers.
   V8 acc[MT][NT];
+#pragma GCC unroll 4
   for (int i = 0; i < MT; ++i)
-    for (int j = 0; j < NT; ++j) acc[i][j] = V8{};
+#pragma GCC unroll 4
+    for (int j = 0; j < NT; ++j) acc[i][j] = Zero();
   const int k8 = k & ~7;
   for (int kk = 0; kk < k8; kk += 8) {
     V8 wv[NT];
+#pragma GCC unroll 4
     for (int j = 0; j < NT; ++j) wv[j] = Load(w + j * ldw + kk);
+#pragma GCC unroll 4
     for (int i = 0; i < MT; ++i) {
       const V8 xv = Load(x + i * ldx + kk);
+#pragma GCC unroll 4
       for (int j = 0; j < NT; ++j) acc[i][j] = MulAdd(xv, wv[j], acc[i][j]);
     }
   }
