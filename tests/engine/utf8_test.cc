@@ -7,7 +7,7 @@ namespace {
 
 TEST(Utf8, AcceptsWellFormedText) {
   for (const char* s : {"", "plain ascii", "\xC3\xA9t\xC3\xA9", "\xE4\xB8\xAD\xE6\x96\x87", "\xF0\x9F\x98\x80",
-                        "\xEF\xBF\xBD", "\xF4\x8F\xBF\xBF", std::string("nul\0inside", 10).c_str()}) {
+                        "\xEF\xBF\xBD", "\xF4\x8F\xBF\xBF"}) {
     EXPECT_TRUE(IsValidUtf8(s)) << s;
   }
   EXPECT_TRUE(IsValidUtf8(std::string_view("a\0b", 3)));
