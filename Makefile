@@ -25,3 +25,9 @@ serve: deps build
 
 clean:
 	rm -rf $(BUILD_DIR)
+
+# Engine and load benchmarks on dummy:llama-110m (CPU): a few minutes on two
+# cores; the numbers go into benchmarks/RESULTS.md (benchmarks/run_bench.sh).
+.PHONY: bench
+bench: deps
+	BUILD_DIR=$(BUILD_DIR) JOBS=$(JOBS) ./benchmarks/run_bench.sh

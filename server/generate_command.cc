@@ -7,9 +7,9 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "engine/cpu/cpu_backend.h"
 #include "engine/engine.h"
 #include "engine/model_loader.h"
+#include "server/backend_factory.h"
 
 namespace inferd {
 namespace {
@@ -38,18 +38,6 @@ struct Completion {
   std::string text;
   RequestOutput last;
 };
-
-absl::StatusOr<KvCacheConfig> KvConfigFor(const GenerateOptions& options, const ModelConfig& model) {
-  KvCacheConfig kv{.num_blocks = options.kv_cache_blocks, .block_size = options.block_size};
-  if (kv.num_blocks > 0) return kv;
-  absl::StatusOr<int> blocks =
-      KvBlocksForBudget(model, kv.block_size, sizeof(float), int64_t{options.kv_cache_memory_mb} << 20);
-  if (!blocks.ok()) return blocks.status();
-  // More than max_num_seqs full contexts can never be used at once.
-  const int64_t useful = int64_t{options.max_num_seqs} * ((model.max_seq_len + kv.block_size - 1) / kv.block_size);
-  kv.num_blocks = static_cast<int>(std::min<int64_t>(*blocks, useful));
-  return kv;
-}
 
 }  // namespace
 
@@ -83,7 +71,13 @@ void AddGenerateFlags(CLI::App* app, GenerateOptions* o) {
   app->add_option("--max-num-batched-tokens", o->max_num_batched_tokens, "tokens in one step at most")
       ->check(CLI::PositiveNumber);
   app->add_flag("--no-prefix-caching", o->no_prefix_caching, "do not reuse cached prompt blocks");
-  app->add_option("--backend", o->backend, "cpu")->check(CLI::IsMember({"cpu"}));
+  app->add_option("--backend", o->backend, "cpu, cuda, or auto (cuda when a GPU is usable)")
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
+  app->add_option("--dtype", o->dtype, "auto (float32 on the CPU, bfloat16 on CUDA), float32, bfloat16, float16")
+      ->check(CLI::IsMember({"auto", "float32", "bfloat16", "float16"}));
+  app->add_option("--gpu-memory-utilization", o->gpu_memory_utilization,
+                  "CUDA: fraction of free GPU memory for the KV cache")
+      ->check(CLI::Range(0.01, 1.0));
 }
 
 int RunGenerate(const GenerateOptions& options) {
@@ -92,9 +86,15 @@ int RunGenerate(const GenerateOptions& options) {
   absl::StatusOr<LoadedModel> model = LoadModel(options.model, options.tokenizer);
   if (!model.ok()) return Fail(model.status());
   const ModelConfig& config = model->weights->config;
-  absl::StatusOr<KvCacheConfig> kv = KvConfigFor(options, config);
-  if (!kv.ok()) return Fail(kv.status());
-  absl::StatusOr<std::unique_ptr<CpuBackend>> backend = CpuBackend::Create(model->weights, *kv);
+  absl::StatusOr<std::unique_ptr<Backend>> backend =
+      CreateBackend(model->weights, BackendOptions{.backend = options.backend,
+                                                   .dtype = options.dtype,
+                                                   .kv_cache_blocks = options.kv_cache_blocks,
+                                                   .kv_cache_memory_mb = options.kv_cache_memory_mb,
+                                                   .gpu_memory_utilization = options.gpu_memory_utilization,
+                                                   .block_size = options.block_size,
+                                                   .max_num_seqs = options.max_num_seqs,
+                                                   .max_num_batched_tokens = options.max_num_batched_tokens});
   if (!backend.ok()) return Fail(backend.status());
   EngineConfig engine_config;
   engine_config.scheduler = {.max_num_seqs = options.max_num_seqs,

@@ -28,7 +28,9 @@ struct GenerateOptions {
   int max_num_seqs = 256;
   int max_num_batched_tokens = 2048;
   bool no_prefix_caching = false;
-  std::string backend = "cpu";
+  std::string backend = "cpu";  // cpu | cuda | auto
+  std::string dtype = "auto";
+  double gpu_memory_utilization = 0.9;
 };
 
 void AddGenerateFlags(CLI::App* app, GenerateOptions* options);

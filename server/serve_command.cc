@@ -13,10 +13,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
-#include "engine/cpu/cpu_backend.h"
 #include "engine/engine.h"
 #include "engine/model_loader.h"
 #include "server/inference_service.h"
+#include "server/backend_factory.h"
 #include "server/grpc_metrics.h"
 #include "server/metrics.h"
 #include "server/request_logger.h"
@@ -32,26 +32,26 @@ absl::StatusOr<std::unique_ptr<Engine>> LoadEngine(const ServerConfig& config, M
   if (!model.ok()) return model.status();
   const ModelConfig& mc = model->weights->config;
   *model_name = mc.name;
-  KvCacheConfig kv{.num_blocks = config.kv_cache_blocks, .block_size = config.block_size};
-  if (kv.num_blocks == 0) {
-    absl::StatusOr<int> blocks =
-        KvBlocksForBudget(mc, kv.block_size, sizeof(float), int64_t{config.kv_cache_memory_mb} << 20);
-    if (!blocks.ok()) return blocks.status();
-    // More than max_num_seqs full contexts can never be used at once.
-    const int64_t useful = int64_t{config.max_num_seqs} * ((mc.max_seq_len + kv.block_size - 1) / kv.block_size);
-    kv.num_blocks = static_cast<int>(std::min<int64_t>(*blocks, useful));
-  }
-  absl::StatusOr<std::unique_ptr<CpuBackend>> backend = CpuBackend::Create(model->weights, kv);
+  absl::StatusOr<std::unique_ptr<Backend>> backend =
+      CreateBackend(model->weights, BackendOptions{.backend = config.backend,
+                                                   .dtype = config.dtype,
+                                                   .kv_cache_blocks = config.kv_cache_blocks,
+                                                   .kv_cache_memory_mb = config.kv_cache_memory_mb,
+                                                   .gpu_memory_utilization = config.gpu_memory_utilization,
+                                                   .block_size = config.block_size,
+                                                   .max_num_seqs = config.max_num_seqs,
+                                                   .max_num_batched_tokens = config.max_num_batched_tokens});
   if (!backend.ok()) return backend.status();
+  const KvCacheConfig& kv = (*backend)->kv_config();
   EngineConfig engine_config;
   engine_config.scheduler = {.max_num_seqs = config.max_num_seqs,
                              .max_num_batched_tokens = config.max_num_batched_tokens};
   engine_config.enable_prefix_caching = config.prefix_caching;
   engine_config.max_queued_requests = config.max_queued_requests;
   engine_config.max_queued_tokens = config.max_queued_tokens;
-  spdlog::info("model {}: {} layers, dim {}, vocab {}, context {}; KV cache {} blocks of {} tokens; backend {}",
+  spdlog::info("model {}: {} layers, dim {}, vocab {}, context {}; KV cache {} blocks of {} tokens; backend {} ({})",
                mc.name, mc.n_layers, mc.dim, mc.vocab_size, mc.max_seq_len, kv.num_blocks, kv.block_size,
-               (*backend)->name());
+               (*backend)->name(), (*backend)->dtype());
   return Engine::Create(engine_config, *std::move(backend), model->tokenizer,
                         [metrics](const StepStats& step) { metrics->OnStep(step); });
 }

@@ -33,6 +33,7 @@ struct DoubleKey {
   double ServerConfig::*field;
   double min;
   bool min_exclusive = false;  // true: the value must be > min
+  double max = std::numeric_limits<double>::infinity();
 };
 struct BoolKey {
   bool ServerConfig::*field;
@@ -62,7 +63,12 @@ const std::vector<KeySpec>& Table() {
   static const auto* const table = new std::vector<KeySpec>{
       {"model", kEngine, StringKey{&C::model}, "model directory or file (default: the bundled models/stories260K)"},
       {"tokenizer", kEngine, StringKey{&C::tokenizer}, "tokenizer file (default: beside the model)"},
-      {"backend", kEngine, StringKey{&C::backend, {"cpu"}}, "compute backend: cpu"},
+      {"backend", kEngine, StringKey{&C::backend, {"cpu", "cuda", "auto"}},
+       "compute backend: cpu, cuda, or auto (cuda when a GPU is usable)"},
+      {"dtype", kEngine, StringKey{&C::dtype, {"auto", "float32", "bfloat16", "float16"}},
+       "weights and KV-cache type: auto (float32 on the CPU, bfloat16 on CUDA), float32, bfloat16, float16"},
+      {"gpu_memory_utilization", kEngine, DoubleKey{&C::gpu_memory_utilization, 0, true, 1},
+       "CUDA: fraction of free GPU memory the KV cache takes (when kv_cache_blocks is 0)"},
       {"kv_cache_blocks", kEngine, IntKey{&C::kv_cache_blocks, 0}, "KV-cache blocks (0: from kv_cache_memory_mb)"},
       {"kv_cache_memory_mb", kEngine, IntKey{&C::kv_cache_memory_mb, 1}, "KV-cache memory budget in MiB"},
       {"block_size", kEngine, IntKey{&C::block_size, 1, 1024}, "tokens per KV-cache block"},
@@ -131,6 +137,7 @@ absl::Status CheckValue(const KeySpec& spec, const ServerConfig& config) {
               return absl::InvalidArgumentError(absl::StrCat(v, " must be greater than ", t.min));
             }
             if (!(v >= t.min)) return absl::InvalidArgumentError(absl::StrCat(v, " is below the minimum ", t.min));
+            if (v > t.max) return absl::InvalidArgumentError(absl::StrCat(v, " is above the maximum ", t.max));
             return absl::OkStatus();
           },
           [&](const BoolKey&) { return absl::OkStatus(); },

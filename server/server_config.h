@@ -18,7 +18,9 @@ struct ServerConfig {
   // Model and engine.
   std::string model;               // default: the bundled models/stories260K
   std::string tokenizer;           // default: beside the model
-  std::string backend = "cpu";     // cpu (cuda arrives with the CUDA backend)
+  std::string backend = "cpu";     // cpu | cuda | auto
+  std::string dtype = "auto";      // auto: float32 on the CPU, bfloat16 on CUDA
+  double gpu_memory_utilization = 0.9;
   int kv_cache_blocks = 0;         // 0: from kv_cache_memory_mb
   int kv_cache_memory_mb = 2048;
   int block_size = 16;

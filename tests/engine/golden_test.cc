@@ -140,3 +140,23 @@ TEST(GenerateCommand, ThreeCopiesUnderPressureReproduceTheReference) {
 
 }  // namespace
 }  // namespace inferd
+
+namespace inferd {
+namespace {
+
+// Without a usable GPU, --backend cuda ends with one clear line (no crash,
+// no hang); with one, it generates.
+TEST(GenerateCommand, BackendCudaRefusesCleanlyWithoutAGpu) {
+  auto result = testing::RunCommand(std::string(INFERD_BINARY) + " generate --model " INFERD_SOURCE_DIR
+                                    "/models/stories260K --prompt hi --max-tokens 3 --backend cuda 2>&1");
+  if (result.exit_code == 0) {
+    EXPECT_EQ(nlohmann::json::parse(result.output)["output_ids"].size(), 3u);
+    return;
+  }
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_EQ(std::count(result.output.begin(), result.output.end(), '\n'), 1) << result.output;
+  EXPECT_NE(result.output.find("--backend cuda: no usable GPU"), std::string::npos) << result.output;
+}
+
+}  // namespace
+}  // namespace inferd

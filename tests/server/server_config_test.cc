@@ -58,7 +58,9 @@ const std::map<std::string, std::string>& SampleValues() {
   static const auto* const values = new std::map<std::string, std::string>{
       {"model", "models/other"},
       {"tokenizer", "tok.bin"},
-      {"backend", "cpu"},
+      {"backend", "auto"},
+      {"dtype", "bfloat16"},
+      {"gpu_memory_utilization", "0.5"},
       {"kv_cache_blocks", "100"},
       {"kv_cache_memory_mb", "512"},
       {"block_size", "32"},
@@ -257,8 +259,10 @@ TEST(ServerConfigTest, OutOfRangeNamesKeyAndLimit) {
   EXPECT_THAT(ErrorOf(ServerConfigFromYaml("stall_limit_seconds: 0\n", "r.yaml")),
               AllOf(HasSubstr("stall_limit_seconds"), HasSubstr("greater than 0")));
   EXPECT_TRUE(ServerConfigFromYaml("drain_timeout_seconds: 0\n", "r.yaml").ok());
-  EXPECT_THAT(ErrorOf(ServerConfigFromYaml("backend: cuda\n", "r.yaml")),
-              AllOf(HasSubstr("key 'backend'"), HasSubstr("'cuda' is not one of: cpu")));
+  EXPECT_THAT(ErrorOf(ServerConfigFromYaml("backend: tpu\n", "r.yaml")),
+              AllOf(HasSubstr("key 'backend'"), HasSubstr("'tpu' is not one of: cpu, cuda, auto")));
+  EXPECT_THAT(ErrorOf(ServerConfigFromYaml("gpu_memory_utilization: 1.5\n", "r.yaml")),
+              AllOf(HasSubstr("gpu_memory_utilization"), HasSubstr("above the maximum 1")));
   EXPECT_THAT(ErrorOf(ServerConfigFromYaml("log_level: verbose\n", "r.yaml")),
               HasSubstr("not one of: debug, info, warning, error"));
   EXPECT_THAT(ErrorOf(ResolveArgs({"serve", "--max-num-seqs", "0"})),

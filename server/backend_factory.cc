@@ -1,0 +1,108 @@
+#include "server/backend_factory.h"
+
+#include <algorithm>
+
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "cuda/cuda_plugin.h"
+#include "engine/cpu/cpu_backend.h"
+
+namespace inferd {
+namespace {
+
+absl::StatusOr<std::unique_ptr<Backend>> CreateCpu(std::shared_ptr<const ModelWeights> weights,
+                                                   const BackendOptions& options) {
+  if (options.dtype != "auto" && options.dtype != "float32") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--dtype ", options.dtype, ": the CPU backend computes in float32 only"));
+  }
+  const ModelConfig& model = weights->config;
+  KvCacheConfig kv{.num_blocks = options.kv_cache_blocks, .block_size = options.block_size};
+  if (kv.num_blocks == 0) {
+    absl::StatusOr<int> blocks =
+        KvBlocksForBudget(model, kv.block_size, sizeof(float), int64_t{options.kv_cache_memory_mb} << 20);
+    if (!blocks.ok()) return blocks.status();
+    // More than max_num_seqs full contexts can never be used at once.
+    const int64_t useful =
+        int64_t{options.max_num_seqs} * ((model.max_seq_len + kv.block_size - 1) / kv.block_size);
+    kv.num_blocks = static_cast<int>(std::min<int64_t>(*blocks, useful));
+  }
+  absl::StatusOr<std::unique_ptr<CpuBackend>> backend = CpuBackend::Create(std::move(weights), kv);
+  if (!backend.ok()) return backend.status();
+  return std::unique_ptr<Backend>(*std::move(backend));
+}
+
+// The CUDA plugin beside this binary (or $INFERD_CUDA_PLUGIN), loaded once.
+absl::StatusOr<const CudaPluginApi*> CudaPlugin() {
+  static const absl::StatusOr<const CudaPluginApi*>* plugin = [] {
+    std::string path;
+    if (const char* override_path = std::getenv("INFERD_CUDA_PLUGIN"); override_path && *override_path) {
+      path = override_path;
+    } else {
+      std::error_code error;
+      path = (std::filesystem::read_symlink("/proc/self/exe", error).parent_path() / kCudaPluginFile).string();
+    }
+    if (!std::filesystem::exists(path)) {
+      return new absl::StatusOr<const CudaPluginApi*>(absl::UnavailableError(
+          absl::StrCat("inferd was built without CUDA (no ", path, ")")));
+    }
+    void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (handle == nullptr) {
+      return new absl::StatusOr<const CudaPluginApi*>(
+          absl::UnavailableError(absl::StrCat("cannot load the CUDA backend: ", dlerror())));
+    }
+    auto entry = reinterpret_cast<const CudaPluginApi* (*)()>(dlsym(handle, kCudaPluginEntry));
+    const CudaPluginApi* api = entry != nullptr ? entry() : nullptr;
+    if (api == nullptr || api->version != kCudaPluginVersion) {
+      return new absl::StatusOr<const CudaPluginApi*>(
+          absl::UnavailableError(absl::StrCat(path, ": not a CUDA backend plugin of this inferd version")));
+    }
+    return new absl::StatusOr<const CudaPluginApi*>(api);
+  }();
+  return *plugin;
+}
+
+bool CudaUsable(std::string* why) {
+  absl::StatusOr<const CudaPluginApi*> plugin = CudaPlugin();
+  if (!plugin.ok()) {
+    *why = std::string(plugin.status().message());
+    return false;
+  }
+  return (*plugin)->device_available(why);
+}
+
+absl::StatusOr<std::unique_ptr<Backend>> CreateCuda(std::shared_ptr<const ModelWeights> weights,
+                                                    const BackendOptions& options) {
+  CudaBackendOptions cuda;
+  cuda.dtype = options.dtype == "auto" ? "bfloat16" : options.dtype;
+  cuda.gpu_memory_utilization = options.gpu_memory_utilization;
+  cuda.kv = KvCacheConfig{.num_blocks = options.kv_cache_blocks, .block_size = options.block_size};
+  cuda.max_num_batched_tokens = options.max_num_batched_tokens;
+  cuda.max_num_seqs = options.max_num_seqs;
+  absl::StatusOr<const CudaPluginApi*> plugin = CudaPlugin();
+  if (!plugin.ok()) return plugin.status();
+  return (*plugin)->create_backend(std::move(weights), cuda);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::shared_ptr<const ModelWeights> weights,
+                                                       const BackendOptions& options) {
+  if (options.backend == "cpu") return CreateCpu(std::move(weights), options);
+  std::string why;
+  const bool gpu = CudaUsable(&why);
+  if (options.backend == "auto") {
+    return gpu ? CreateCuda(std::move(weights), options) : CreateCpu(std::move(weights), options);
+  }
+  if (options.backend == "cuda") {
+    if (!gpu) return absl::UnavailableError(absl::StrCat("--backend cuda: no usable GPU: ", why));
+    return CreateCuda(std::move(weights), options);
+  }
+  return absl::InvalidArgumentError(absl::StrCat("--backend ", options.backend, ": expected cpu, cuda or auto"));
+}
+
+}  // namespace inferd
