@@ -2,7 +2,8 @@
 
 Each test class starts `inferd serve` on free ports (stdout and stderr to a
 temporary file, which the tests also read), waits until the readiness health
-check says SERVING, and stops it with SIGTERM, expecting exit status 0.
+check says SERVING, and stops it with SIGTERM, expecting exit status 0: the
+fixture in inferd_testing.py, beside this file.
 
 Environment (set by ctest, see CMakeLists.txt beside this file):
   INFERD_BINARY      the server binary
@@ -18,38 +19,25 @@ Run by hand from this folder:
 import concurrent.futures
 import json
 import os
-import re
-import signal
-import subprocess
-import tempfile
-import time
 import unittest
 import uuid
 
 import grpc
 
+# The shared fixture first: it says how to get the generated stubs if they
+# are missing.
+from inferd_testing import (RPC_TIMEOUT_S, SOURCE_DIR, STUBS_HINT, ServerTestCase, identity, length_delimited,
+                            varint_field)
+
 try:
     from google.rpc import error_details_pb2, status_pb2
     from inferd.v1 import inference_pb2 as pb
-    from inferd.v1 import inference_pb2_grpc as pb_grpc
 except ImportError as error:  # say how to get them, not only that they are missing
-    raise ImportError(
-        f"{error}: put the stubs generated from proto/ on PYTHONPATH "
-        "(the build writes them to BUILD_DIR/python; ctest sets this)") from error
+    raise ImportError(f"{error}: {STUBS_HINT}") from error
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_REPO = os.path.normpath(os.path.join(_HERE, "..", "..", ".."))
-INFERD_BINARY = os.environ.get("INFERD_BINARY", os.path.join(_REPO, "build", "inferd"))
-SHARED_DIR = os.environ.get("INFERD_SHARED_DIR", os.path.join(_REPO, "..", "shared"))
+SHARED_DIR = os.environ.get("INFERD_SHARED_DIR", os.path.join(SOURCE_DIR, "..", "shared"))
 GOLDEN_PATH = os.path.join(SHARED_DIR, "golden", "stories260K_greedy_public.jsonl")
 
-# Generous: the machines that run this also compile, and a loaded CPU slows
-# the server's start and every step.
-START_TIMEOUT_S = 60
-STOP_TIMEOUT_S = 60
-RPC_TIMEOUT_S = 60
-
-READINESS_SERVICE = "inferd.v1.Inference"
 MODEL_NAME = "stories260K"
 BOS_ID = 1
 EOS_ID = 2
@@ -57,174 +45,6 @@ VOCAB_SIZE = 512
 CONTEXT = 512
 
 FinishReason = pb.GenerateResponse.FinishReason
-
-
-def _identity(data):
-    return data
-
-
-def _encode_varint(value):
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _length_delimited(field_number, payload):
-    """One length-delimited protobuf field (wire type 2), by hand.
-
-    The protobuf library refuses to put bytes that are not UTF-8 in a string
-    field, and the grpc.health.v1 stubs are not installed: both requests are
-    built from the wire format instead.
-    """
-    return _encode_varint(field_number << 3 | 2) + _encode_varint(len(payload)) + payload
-
-
-def _varint_field(field_number, value):
-    return _encode_varint(field_number << 3 | 0) + _encode_varint(value)
-
-
-class InferdServer:
-    """One `inferd serve` process on free ports, and its log."""
-
-    def __init__(self, *extra_args):
-        self._log = tempfile.NamedTemporaryFile(prefix="inferd-python-test-", suffix=".log", delete=False)
-        self.log_path = self._log.name
-        # Where the server logs (stdout or stderr) is not part of the API:
-        # keep both, in order, in one file.
-        self.process = subprocess.Popen(
-            [INFERD_BINARY, "serve", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", *extra_args],
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
-        self.port = None
-        self.channel = None
-
-    def log(self):
-        with open(self.log_path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-
-    def wait_until_ready(self):
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while self.port is None:
-            self._check_alive("before it listened")
-            match = re.search(r"listening on [^\s:]+:(\d+)", self.log())
-            if match:
-                self.port = int(match.group(1))
-            elif time.monotonic() > deadline:
-                raise AssertionError(f"no 'listening on HOST:PORT' in {START_TIMEOUT_S}s:\n{self.log()}")
-            else:
-                time.sleep(0.05)
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
-        # Readiness, as a load balancer would see it: the health service
-        # says SERVING for the inference service once the model is loaded.
-        while self.health(READINESS_SERVICE) != "SERVING":
-            self._check_alive("before it was ready")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"not SERVING after {START_TIMEOUT_S}s:\n{self.log()}")
-            time.sleep(0.05)
-
-    def health(self, service):
-        """grpc.health.v1.Health/Check for `service`: its status name, or the
-        gRPC code name if the call failed (e.g. UNAVAILABLE while the port
-        is not yet served)."""
-        check = self.channel.unary_unary(
-            "/grpc.health.v1.Health/Check", request_serializer=_identity, response_deserializer=_identity)
-        try:
-            response = check(_length_delimited(1, service.encode()), timeout=5)
-        except grpc.RpcError as error:
-            return error.code().name
-        # HealthCheckResponse { ServingStatus status = 1; }: empty is UNKNOWN (0).
-        status = 0
-        if response[:1] == b"\x08":
-            status = response[1]
-        return {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}.get(status, str(status))
-
-    def stop(self):
-        """SIGTERM, as an orchestrator stops it; returns the exit status."""
-        if self.channel is not None:
-            self.channel.close()
-            self.channel = None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-                raise AssertionError(f"the server did not exit within {STOP_TIMEOUT_S}s of SIGTERM:\n{self.log()}")
-        return self.process.returncode
-
-    def kill(self):
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def remove_log(self):
-        self._log.close()
-        os.unlink(self.log_path)
-
-    def _check_alive(self, when):
-        if self.process.poll() is not None:
-            raise AssertionError(f"the server exited with {self.process.returncode} {when}:\n{self.log()}")
-
-
-class ServerTestCase(unittest.TestCase):
-    """A fresh server per test class, stopped with SIGTERM (exit 0 expected)."""
-
-    server = None
-    stub = None
-
-    @classmethod
-    def setUpClass(cls):
-        if not os.access(INFERD_BINARY, os.X_OK):
-            raise unittest.SkipTest(f"no server binary at {INFERD_BINARY} (set INFERD_BINARY)")
-        cls.server = InferdServer()
-        # If anything below fails, tearDownClass does not run: never leave a
-        # server behind.
-        cls.addClassCleanup(cls.server.kill)
-        cls.server.wait_until_ready()
-        cls.stub = pb_grpc.InferenceStub(cls.server.channel)
-
-    @classmethod
-    def tearDownClass(cls):
-        server = cls.server
-        status = server.stop()
-        if status != 0:
-            raise AssertionError(f"the server exited with {status} after SIGTERM (expected 0):\n{server.log()}")
-        server.remove_log()
-
-    # Helpers.
-
-    def stream(self, request, timeout=RPC_TIMEOUT_S):
-        """Runs GenerateStream to the end: (messages, concatenated ids, text)."""
-        messages = list(self.stub.GenerateStream(request, timeout=timeout))
-        ids = [token for message in messages for token in message.token_ids]
-        return messages, ids, "".join(message.text for message in messages)
-
-    def assert_invalid_argument(self, call, request, field):
-        """`call(request)` fails with INVALID_ARGUMENT whose message names `field`.
-        Returns the error (a grpc.Call: trailers, details)."""
-        with self.assertRaises(grpc.RpcError) as caught:
-            result = call(request, timeout=RPC_TIMEOUT_S)
-            if not isinstance(result, pb.GenerateResponse):  # a stream fails when read
-                list(result)
-        error = caught.exception
-        self.assertEqual(error.code(), grpc.StatusCode.INVALID_ARGUMENT, error.details())
-        self.assertIn(field, error.details())
-        return error
-
-    def wait_for_log(self, pattern, timeout=10):
-        """The server logs a request's end after its last message: poll."""
-        deadline = time.monotonic() + timeout
-        while True:
-            match = re.search(pattern, self.server.log())
-            if match or time.monotonic() > deadline:
-                return match
-            time.sleep(0.05)
 
 
 def golden_lines():
@@ -395,21 +215,21 @@ class ValidationTest(ServerTestCase):
         stop_field = 3
         max_tokens_field = 1
         generate = self.server.channel.unary_unary(
-            "/inferd.v1.Inference/Generate", request_serializer=_identity, response_deserializer=_identity)
+            "/inferd.v1.Inference/Generate", request_serializer=identity, response_deserializer=identity)
         generate_stream = self.server.channel.unary_stream(
-            "/inferd.v1.Inference/GenerateStream", request_serializer=_identity, response_deserializer=_identity)
-        short = _length_delimited(stopping_field, _varint_field(max_tokens_field, 2))
+            "/inferd.v1.Inference/GenerateStream", request_serializer=identity, response_deserializer=identity)
+        short = length_delimited(stopping_field, varint_field(max_tokens_field, 2))
 
         # The same hand-made encoding with valid UTF-8 is served: the
         # refusals below are about the bytes, not the encoding.
-        control = _length_delimited(text_field, "Hi ✓".encode()) + short
+        control = length_delimited(text_field, "Hi ✓".encode()) + short
         response = pb.GenerateResponse.FromString(generate(control, timeout=RPC_TIMEOUT_S))
         self.assertEqual(len(response.token_ids), 2)
 
         cases = {
-            "text": _length_delimited(text_field, b"\xff\xfe") + short,
-            "stopping.stop[0]": _length_delimited(text_field, b"Hi") + _length_delimited(
-                stopping_field, _varint_field(max_tokens_field, 2) + _length_delimited(stop_field, b"a\xc3")),
+            "text": length_delimited(text_field, b"\xff\xfe") + short,
+            "stopping.stop[0]": length_delimited(text_field, b"Hi") + length_delimited(
+                stopping_field, varint_field(max_tokens_field, 2) + length_delimited(stop_field, b"a\xc3")),
         }
         for field, wire in cases.items():
             for name, call in (("Generate", generate), ("GenerateStream", generate_stream)):
