@@ -7,6 +7,7 @@
 // outputs by their log-sum-exp.
 #include <cmath>
 
+#include "cuda/attention_params.h"
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
 
@@ -17,23 +18,11 @@ constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
 constexpr int kTile = 128;  // context tokens scored per pass over shared memory
 
+// The shared attention parameters (attention_params.h) and decode's own.
 template <typename T>
-struct DecodeParams {
-  const T* qkv;
-  int qkv_stride;
-  const T* k_pool;
-  const T* v_pool;
-  T* out;
-  int out_stride;
+struct DecodeParams : AttentionParams<T> {
   int n_heads;
-  int n_kv_heads;
-  int head_dim;
-  int block_size;
-  int group;
-  int head_chunks;
   int num_splits;
-  float sqrt_head_dim;
-  AttentionBatch batch;
   float* partial_out;
   float* partial_lse;
 };
@@ -318,21 +307,9 @@ cudaError_t LaunchAttentionDecode(const AttentionArgs& args, const DecodePlan& p
   return DispatchDtype(args.dtype, [&](auto dtype_tag) {
     using T = typename decltype(dtype_tag)::type;
     DecodeParams<T> p;
-    p.qkv = static_cast<const T*>(args.qkv);
-    p.qkv_stride = args.qkv_stride;
-    p.k_pool = static_cast<const T*>(args.k_pool);
-    p.v_pool = static_cast<const T*>(args.v_pool);
-    p.out = static_cast<T*>(args.out);
-    p.out_stride = shape.n_heads * shape.head_dim;
+    FillAttentionParams(args, &p);
     p.n_heads = shape.n_heads;
-    p.n_kv_heads = shape.n_kv_heads;
-    p.head_dim = shape.head_dim;
-    p.block_size = shape.block_size;
-    p.group = shape.group();
-    p.head_chunks = shape.head_chunks();
     p.num_splits = plan.num_splits;
-    p.sqrt_head_dim = sqrtf(static_cast<float>(shape.head_dim));
-    p.batch = args.batch;
     p.partial_out = partial_out;
     p.partial_lse = partial_lse;
     const dim3 grid(plan.num_splits, shape.n_kv_heads * shape.head_chunks(), num_seqs);

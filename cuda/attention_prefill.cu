@@ -14,6 +14,7 @@
 // slice of head_dim for the output.
 #include <cmath>
 
+#include "cuda/attention_params.h"
 #include "cuda/attention_prefill_mma.cuh"
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"
@@ -27,22 +28,10 @@ constexpr int kRowsPerWarp = kPrefillRows / kWarps;  // 8
 constexpr int kKeyTile = 32;                         // one key per lane
 static_assert(kRowsPerWarp * kWarps == kPrefillRows);
 
+// The shared attention parameters (attention_params.h) and prefill's own.
 template <typename T>
-struct PrefillParams {
-  const T* qkv;
-  int qkv_stride;
-  const T* k_pool;
-  const T* v_pool;
-  T* out;
-  int out_stride;
-  int n_kv_heads;
-  int head_dim;
-  int block_size;
-  int group;
-  int head_chunks;
+struct PrefillParams : AttentionParams<T> {
   int tokens_per_tile;
-  float sqrt_head_dim;
-  AttentionBatch batch;
 };
 
 // Output dims per lane (d = lane + 32 k): enough for head_dim 256.
@@ -253,20 +242,8 @@ cudaError_t LaunchAttentionPrefill(const AttentionArgs& args, const PrefillPlan&
   return DispatchDtype(args.dtype, [&](auto dtype_tag) {
     using T = typename decltype(dtype_tag)::type;
     PrefillParams<T> p;
-    p.qkv = static_cast<const T*>(args.qkv);
-    p.qkv_stride = args.qkv_stride;
-    p.k_pool = static_cast<const T*>(args.k_pool);
-    p.v_pool = static_cast<const T*>(args.v_pool);
-    p.out = static_cast<T*>(args.out);
-    p.out_stride = shape.n_heads * shape.head_dim;
-    p.n_kv_heads = shape.n_kv_heads;
-    p.head_dim = shape.head_dim;
-    p.block_size = shape.block_size;
-    p.group = shape.group();
-    p.head_chunks = shape.head_chunks();
+    FillAttentionParams(args, &p);
     p.tokens_per_tile = plan.tokens_per_tile;
-    p.sqrt_head_dim = sqrtf(static_cast<float>(shape.head_dim));
-    p.batch = args.batch;
     const dim3 grid(num_tiles, shape.n_kv_heads * shape.head_chunks());
     return DispatchHeadDim(shape.head_dim, [&](auto hd_tag) {
       constexpr int HD = decltype(hd_tag)::value;

@@ -15,23 +15,30 @@
 
 namespace inferd::cuda {
 
+// Conversions between T and float, one specialization per dtype: To widens
+// exactly, From rounds to nearest even.
 template <typename T>
-__device__ __forceinline__ float ToFloat(T v);
+struct FloatConversion;
 template <>
-__device__ __forceinline__ float ToFloat<float>(float v) { return v; }
+struct FloatConversion<float> {
+  static __device__ __forceinline__ float To(float v) { return v; }
+  static __device__ __forceinline__ float From(float v) { return v; }
+};
 template <>
-__device__ __forceinline__ float ToFloat<__half>(__half v) { return __half2float(v); }
+struct FloatConversion<__half> {
+  static __device__ __forceinline__ float To(__half v) { return __half2float(v); }
+  static __device__ __forceinline__ __half From(float v) { return __float2half_rn(v); }
+};
 template <>
-__device__ __forceinline__ float ToFloat<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+struct FloatConversion<__nv_bfloat16> {
+  static __device__ __forceinline__ float To(__nv_bfloat16 v) { return __bfloat162float(v); }
+  static __device__ __forceinline__ __nv_bfloat16 From(float v) { return __float2bfloat16_rn(v); }
+};
 
 template <typename T>
-__device__ __forceinline__ T FromFloat(float v);
-template <>
-__device__ __forceinline__ float FromFloat<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ __half FromFloat<__half>(float v) { return __float2half_rn(v); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+__device__ __forceinline__ float ToFloat(T v) { return FloatConversion<T>::To(v); }
+template <typename T>
+__device__ __forceinline__ T FromFloat(float v) { return FloatConversion<T>::From(v); }
 
 // Elements of T in one 16-byte access.
 template <typename T>
