@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "engine/cpu/cpu_backend.h"
-#include "engine/dummy_weights.h"
+#include "engine/model/dummy_weights.h"
 
 namespace inferd {
 namespace {

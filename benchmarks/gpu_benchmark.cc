@@ -25,7 +25,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "cuda/cuda_backend.h"
-#include "engine/dummy_weights.h"
+#include "engine/model/dummy_weights.h"
 
 namespace inferd {
 namespace {

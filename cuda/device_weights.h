@@ -12,8 +12,8 @@
 
 #include "absl/status/statusor.h"
 #include "cuda/dtype.h"
-#include "engine/model_config.h"
-#include "engine/model_weights.h"
+#include "engine/model/model_config.h"
+#include "engine/model/model_weights.h"
 
 namespace inferd::cuda {
 

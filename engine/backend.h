@@ -9,7 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "engine/kv_cache_config.h"
-#include "engine/model_config.h"
+#include "engine/model/model_config.h"
 
 namespace inferd {
 

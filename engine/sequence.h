@@ -7,9 +7,9 @@
 #include <vector>
 
 #include "absl/types/span.h"
-#include "engine/incremental_detokenizer.h"
+#include "engine/tokenizer/incremental_detokenizer.h"
 #include "engine/request.h"
-#include "engine/stop_string_matcher.h"
+#include "engine/tokenizer/stop_string_matcher.h"
 
 namespace inferd {
 

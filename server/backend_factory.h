@@ -8,7 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/backend.h"
-#include "engine/model_weights.h"
+#include "engine/model/model_weights.h"
 
 namespace inferd {
 

@@ -8,7 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/engine.h"
-#include "engine/model_loader.h"
+#include "engine/model/model_loader.h"
 #include "server/backend_factory.h"
 
 namespace inferd {

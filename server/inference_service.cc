@@ -3,7 +3,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
-#include "engine/incremental_detokenizer.h"
+#include "engine/tokenizer/incremental_detokenizer.h"
 #include "server/generate_stream_reactor.h"
 #include "server/request_parser.h"
 #include "server/response_builder.h"

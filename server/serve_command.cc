@@ -14,7 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "engine/engine.h"
-#include "engine/model_loader.h"
+#include "engine/model/model_loader.h"
 #include "server/inference_service.h"
 #include "server/backend_factory.h"
 #include "server/grpc_metrics.h"

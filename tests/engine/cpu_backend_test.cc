@@ -9,8 +9,8 @@
 #include <numeric>
 #include <random>
 
-#include "engine/dummy_weights.h"
-#include "engine/model_loader.h"
+#include "engine/model/dummy_weights.h"
+#include "engine/model/model_loader.h"
 
 namespace inferd {
 namespace {

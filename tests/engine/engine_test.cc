@@ -7,7 +7,7 @@
 
 #include <random>
 
-#include "engine/utf8.h"
+#include "engine/tokenizer/utf8.h"
 #include "tests/testing/engine_harness.h"
 
 namespace inferd {

@@ -1,12 +1,12 @@
-#include "engine/incremental_detokenizer.h"
+#include "engine/tokenizer/incremental_detokenizer.h"
 
 #include <cstdint>
 #include <random>
 #include <string>
 #include <vector>
 
-#include "engine/tokenizer.h"
-#include "engine/utf8.h"
+#include "engine/tokenizer/llama2c_tokenizer.h"
+#include "engine/tokenizer/utf8.h"
 #include "gtest/gtest.h"
 
 namespace inferd {
@@ -20,14 +20,14 @@ int ByteToken(uint8_t byte) { return byte + 3; }
 class IncrementalDetokenizerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto small = Tokenizer::LoadLlama2c(
+    auto small = Llama2cTokenizer::Load(
         INFERD_SOURCE_DIR "/models/stories260K/tok512.bin", 512);
     ASSERT_TRUE(small.ok()) << small.status();
-    tok512_ = new Tokenizer(*std::move(small));
-    auto llama = Tokenizer::LoadLlama2c(
+    tok512_ = new Llama2cTokenizer(*std::move(small));
+    auto llama = Llama2cTokenizer::Load(
         INFERD_SOURCE_DIR "/models/llama2-tokenizer/tokenizer.bin", 32000);
     ASSERT_TRUE(llama.ok()) << llama.status();
-    llama_ = new Tokenizer(*std::move(llama));
+    llama_ = new Llama2cTokenizer(*std::move(llama));
   }
   static void TearDownTestSuite() {
     delete tok512_;
@@ -55,12 +55,12 @@ class IncrementalDetokenizerTest : public ::testing::Test {
     return Stream(*tok512_, ids, /*prev=*/ByteToken('x'));
   }
 
-  static Tokenizer* tok512_;
-  static Tokenizer* llama_;
+  static Llama2cTokenizer* tok512_;
+  static Llama2cTokenizer* llama_;
 };
 
-Tokenizer* IncrementalDetokenizerTest::tok512_ = nullptr;
-Tokenizer* IncrementalDetokenizerTest::llama_ = nullptr;
+Llama2cTokenizer* IncrementalDetokenizerTest::tok512_ = nullptr;
+Llama2cTokenizer* IncrementalDetokenizerTest::llama_ = nullptr;
 
 TEST_F(IncrementalDetokenizerTest, MultibyteTextMatchesDecode) {
   const std::vector<std::string> texts = {
@@ -70,7 +70,7 @@ TEST_F(IncrementalDetokenizerTest, MultibyteTextMatchesDecode) {
     for (const std::string& text : texts) {
       for (bool bos : {false, true}) {
         const std::vector<int> all = tok->Encode(text, bos);
-        const int prev = bos ? Tokenizer::kBosId : -1;
+        const int prev = bos ? Llama2cTokenizer::kBosId : -1;
         const std::vector<int> ids(all.begin() + (bos ? 1 : 0), all.end());
         const std::string expected = tok->Decode(ids, prev);
         ASSERT_TRUE(IsValidUtf8(expected)) << text;
@@ -83,7 +83,7 @@ TEST_F(IncrementalDetokenizerTest, MultibyteTextMatchesDecode) {
 TEST_F(IncrementalDetokenizerTest, HoldsPartialCharacterUntilComplete) {
   // tok512 has no piece for these, so each arrives as byte tokens.
   const std::vector<int> ids = tok512_->Encode("中😀", false);
-  IncrementalDetokenizer detok(tok512_, Tokenizer::kBosId);
+  IncrementalDetokenizer detok(tok512_, Llama2cTokenizer::kBosId);
   std::vector<std::string> deltas;
   for (int id : ids) deltas.push_back(detok.Append(id));
   ASSERT_GE(deltas.size(), 7u);  // E4 B8 AD F0 9F 98 80, maybe a space first
@@ -100,9 +100,9 @@ TEST_F(IncrementalDetokenizerTest, HoldsPartialCharacterUntilComplete) {
 
 TEST_F(IncrementalDetokenizerTest, DropsLeadingSpaceAfterBos) {
   const std::vector<int> ids = tok512_->Encode("Once upon", true);
-  ASSERT_EQ(ids[0], Tokenizer::kBosId);
+  ASSERT_EQ(ids[0], Llama2cTokenizer::kBosId);
   ASSERT_EQ(tok512_->Piece(ids[1]), " Once");
-  IncrementalDetokenizer detok(tok512_, Tokenizer::kBosId);
+  IncrementalDetokenizer detok(tok512_, Llama2cTokenizer::kBosId);
   EXPECT_EQ(detok.Append(ids[1]), "Once");
   // Not after BOS: the space stays.
   IncrementalDetokenizer mid(tok512_, ids[1]);

@@ -16,11 +16,11 @@
 #include <string>
 #include <vector>
 
-#include "engine/dummy_weights.h"
-#include "engine/llama2c_checkpoint.h"
-#include "engine/model_config.h"
-#include "engine/model_loader.h"
-#include "engine/model_weights.h"
+#include "engine/model/dummy_weights.h"
+#include "engine/model/llama2c_checkpoint.h"
+#include "engine/model/model_config.h"
+#include "engine/model/model_loader.h"
+#include "engine/model/model_weights.h"
 
 namespace inferd {
 namespace {

@@ -1,12 +1,12 @@
-#include "engine/stop_string_matcher.h"
+#include "engine/tokenizer/stop_string_matcher.h"
 
 #include <random>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "engine/incremental_detokenizer.h"
-#include "engine/tokenizer.h"
+#include "engine/tokenizer/incremental_detokenizer.h"
+#include "engine/tokenizer/llama2c_tokenizer.h"
 #include "gtest/gtest.h"
 
 namespace inferd {
@@ -203,14 +203,14 @@ TEST(StopStringMatcherTest, NoOrEmptyStopStringsReleaseEverything) {
 }
 
 TEST(StopStringMatcherTest, WithDetokenizerAcrossTokenBoundaries) {
-  auto tok = Tokenizer::LoadLlama2c(
+  auto tok = Llama2cTokenizer::Load(
       INFERD_SOURCE_DIR "/models/stories260K/tok512.bin", 512);
   ASSERT_TRUE(tok.ok()) << tok.status();
   const std::string text = "Lily saw a big dog. The dog was happy 😀 and ran.";
   std::vector<int> ids = tok->Encode(text, true);
   const std::string stop = "dog was happy 😀 and";
 
-  IncrementalDetokenizer detok(&*tok, Tokenizer::kBosId);
+  IncrementalDetokenizer detok(&*tok, Llama2cTokenizer::kBosId);
   StopStringMatcher matcher({"never", stop});
   std::string released;
   int matched = -1;
@@ -228,7 +228,7 @@ TEST(StopStringMatcherTest, WithDetokenizerAcrossTokenBoundaries) {
   auto decoded_through = [&](size_t last) {
     return tok->Decode(
         std::vector<int>(ids.begin() + 1, ids.begin() + last + 1),
-        Tokenizer::kBosId);
+        Llama2cTokenizer::kBosId);
   };
   EXPECT_GE(decoded_through(stopped_at).size(), stop_end);
   EXPECT_LT(decoded_through(stopped_at - 1).size(), stop_end);

@@ -1,4 +1,4 @@
-#include "engine/tokenizer.h"
+#include "engine/tokenizer/llama2c_tokenizer.h"
 
 #include <cstdint>
 #include <cstring>
@@ -110,12 +110,12 @@ class NaiveLlama2c {
 class TokenizerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto small = Tokenizer::LoadLlama2c(kTok512Path, 512);
+    auto small = Llama2cTokenizer::Load(kTok512Path, 512);
     ASSERT_TRUE(small.ok()) << small.status();
-    tok512_ = new Tokenizer(*std::move(small));
-    auto llama = Tokenizer::LoadLlama2c(kLlamaPath, 32000);
+    tok512_ = new Llama2cTokenizer(*std::move(small));
+    auto llama = Llama2cTokenizer::Load(kLlamaPath, 32000);
     ASSERT_TRUE(llama.ok()) << llama.status();
-    llama_ = new Tokenizer(*std::move(llama));
+    llama_ = new Llama2cTokenizer(*std::move(llama));
   }
   static void TearDownTestSuite() {
     delete tok512_;
@@ -125,16 +125,16 @@ class TokenizerTest : public ::testing::Test {
   // What llama2.c prints for a prompt: everything after BOS.
   static std::string RoundTrip(const Tokenizer& tok, const std::string& text) {
     const std::vector<int> ids = tok.Encode(text, /*add_bos=*/true);
-    EXPECT_EQ(ids.front(), Tokenizer::kBosId);
+    EXPECT_EQ(ids.front(), Llama2cTokenizer::kBosId);
     return tok.Decode(absl::MakeConstSpan(ids).subspan(1), ids.front());
   }
 
-  static Tokenizer* tok512_;
-  static Tokenizer* llama_;
+  static Llama2cTokenizer* tok512_;
+  static Llama2cTokenizer* llama_;
 };
 
-Tokenizer* TokenizerTest::tok512_ = nullptr;
-Tokenizer* TokenizerTest::llama_ = nullptr;
+Llama2cTokenizer* TokenizerTest::tok512_ = nullptr;
+Llama2cTokenizer* TokenizerTest::llama_ = nullptr;
 
 TEST_F(TokenizerTest, VocabSizesAndPieces) {
   EXPECT_EQ(tok512_->vocab_size(), 512);
@@ -289,12 +289,12 @@ TEST_F(TokenizerTest, DecodeTokenBytes) {
 
 TEST_F(TokenizerTest, DecodeTokenDropsLeadingSpaceOnlyAfterBos) {
   ASSERT_EQ(tok512_->Piece(259), " t");
-  EXPECT_EQ(tok512_->DecodeToken(Tokenizer::kBosId, 259), "t");
+  EXPECT_EQ(tok512_->DecodeToken(Llama2cTokenizer::kBosId, 259), "t");
   EXPECT_EQ(tok512_->DecodeToken(-1, 259), " t");
-  EXPECT_EQ(tok512_->DecodeToken(Tokenizer::kEosId, 259), " t");
+  EXPECT_EQ(tok512_->DecodeToken(Llama2cTokenizer::kEosId, 259), " t");
   EXPECT_EQ(tok512_->DecodeToken(260, 259), " t");
-  EXPECT_EQ(tok512_->DecodeToken(Tokenizer::kBosId, 260), "he");
-  EXPECT_EQ(tok512_->Decode(std::vector<int>{259, 259}, Tokenizer::kBosId), "t t");
+  EXPECT_EQ(tok512_->DecodeToken(Llama2cTokenizer::kBosId, 260), "he");
+  EXPECT_EQ(tok512_->Decode(std::vector<int>{259, 259}, Llama2cTokenizer::kBosId), "t t");
   // BOS and EOS have no text, but the rule still applies after them.
   EXPECT_EQ(tok512_->Decode(std::vector<int>{259, 1, 259, 2}), " tt");
 }
@@ -309,7 +309,7 @@ TEST_F(TokenizerTest, DecodeTokenOutOfRangeIsEmpty) {
 
 // ---- Malformed files ----
 
-void ExpectError(const absl::StatusOr<Tokenizer>& tok, absl::StatusCode code,
+void ExpectError(const absl::StatusOr<Llama2cTokenizer>& tok, absl::StatusCode code,
                  const std::string& path, const std::string& fragment) {
   ASSERT_FALSE(tok.ok());
   EXPECT_EQ(tok.status().code(), code) << tok.status();
@@ -319,12 +319,12 @@ void ExpectError(const absl::StatusOr<Tokenizer>& tok, absl::StatusCode code,
 
 TEST(TokenizerLoadTest, MissingFile) {
   const std::string path = ::testing::TempDir() + "/no_such_tokenizer.bin";
-  ExpectError(Tokenizer::LoadLlama2c(path, 512), absl::StatusCode::kNotFound, path, "no such");
+  ExpectError(Llama2cTokenizer::Load(path, 512), absl::StatusCode::kNotFound, path, "no such");
 }
 
 TEST(TokenizerLoadTest, DirectoryIsNotATokenizer) {
   const std::string path = ::testing::TempDir();
-  ExpectError(Tokenizer::LoadLlama2c(path, 512), absl::StatusCode::kInvalidArgument, path,
+  ExpectError(Llama2cTokenizer::Load(path, 512), absl::StatusCode::kInvalidArgument, path,
               "regular file");
 }
 
@@ -334,23 +334,23 @@ TEST(TokenizerLoadTest, Truncated) {
   for (size_t size : {size_t{0}, size_t{3}, size_t{4}, size_t{10}, size_t{12}, size_t{100},
                       full.size() / 2, full.size() - 1}) {
     const std::string path = WriteTemp("truncated_" + std::to_string(size), full.substr(0, size));
-    ExpectError(Tokenizer::LoadLlama2c(path, 512), absl::StatusCode::kInvalidArgument, path,
+    ExpectError(Llama2cTokenizer::Load(path, 512), absl::StatusCode::kInvalidArgument, path,
                 "truncated");
   }
 }
 
 TEST(TokenizerLoadTest, VocabMismatch) {
-  ExpectError(Tokenizer::LoadLlama2c(kTok512Path, 511), absl::StatusCode::kInvalidArgument,
+  ExpectError(Llama2cTokenizer::Load(kTok512Path, 511), absl::StatusCode::kInvalidArgument,
               kTok512Path, "tokenizer has more than 511 tokens; the model's vocabulary is 511");
-  ExpectError(Tokenizer::LoadLlama2c(kTok512Path, 513), absl::StatusCode::kInvalidArgument,
+  ExpectError(Llama2cTokenizer::Load(kTok512Path, 513), absl::StatusCode::kInvalidArgument,
               kTok512Path, "truncated");
-  ExpectError(Tokenizer::LoadLlama2c(kLlamaPath, 512), absl::StatusCode::kInvalidArgument,
+  ExpectError(Llama2cTokenizer::Load(kLlamaPath, 512), absl::StatusCode::kInvalidArgument,
               kLlamaPath, "more than 512 tokens");
 }
 
 TEST(TokenizerLoadTest, BadVocabSize) {
   for (int vocab : {0, -1, 2, (1 << 22) + 1}) {
-    ExpectError(Tokenizer::LoadLlama2c(kTok512Path, vocab), absl::StatusCode::kInvalidArgument,
+    ExpectError(Llama2cTokenizer::Load(kTok512Path, vocab), absl::StatusCode::kInvalidArgument,
                 kTok512Path, "vocab_size");
   }
 }
@@ -381,7 +381,7 @@ TEST(TokenizerLoadTest, AbsurdLengths) {
                         Case{"over_hard_limit", 1 << 30, 5000, "length 5000"},
                         Case{"negative_max", -1, 3, "max_token_length -1"}}) {
     const std::string path = WriteTemp(c.name, FileWithLength(c.max_len, c.len));
-    ExpectError(Tokenizer::LoadLlama2c(path, 3), absl::StatusCode::kInvalidArgument, path,
+    ExpectError(Llama2cTokenizer::Load(path, 3), absl::StatusCode::kInvalidArgument, path,
                 c.fragment);
   }
 }
@@ -392,7 +392,7 @@ TEST(TokenizerLoadTest, GarbageBytes) {
     std::string bytes(rng() % 300, '\0');
     for (char& b : bytes) b = static_cast<char>(rng());
     const std::string path = WriteTemp("garbage", bytes);
-    EXPECT_FALSE(Tokenizer::LoadLlama2c(path, 512).ok());
+    EXPECT_FALSE(Llama2cTokenizer::Load(path, 512).ok());
   }
 }
 
@@ -410,20 +410,20 @@ std::string FileWithPieces(int32_t max_len, const std::vector<std::string>& piec
 TEST(TokenizerLoadTest, SmallValidFile) {
   const std::string path =
       WriteTemp("small", FileWithPieces(7, {"<unk>", "<s>", "</s>", " ", "a", " a", " <0x41>"}));
-  auto tok = Tokenizer::LoadLlama2c(path, 7);
+  auto tok = Llama2cTokenizer::Load(path, 7);
   ASSERT_TRUE(tok.ok()) << tok.status();
   EXPECT_EQ(tok->Encode("a", true), (std::vector<int>{1, 5}));
   // No byte tokens in a 7-token vocabulary: unknown bytes become <unk>.
   EXPECT_EQ(tok->Encode("ab", false), (std::vector<int>{5, 0}));
   // llama2.c strips the space after BOS first, then reads a byte piece.
-  EXPECT_EQ(tok->DecodeToken(Tokenizer::kBosId, 6), "A");
+  EXPECT_EQ(tok->DecodeToken(Llama2cTokenizer::kBosId, 6), "A");
   EXPECT_EQ(tok->DecodeToken(0, 6), " <0x41>");
 }
 
 TEST(TokenizerLoadTest, NoDummyPrefixWithoutSpacePiece) {
   const std::string path =
       WriteTemp("nospace", FileWithPieces(5, {"<unk>", "<s>", "</s>", "a", "aa"}));
-  auto tok = Tokenizer::LoadLlama2c(path, 5);
+  auto tok = Llama2cTokenizer::Load(path, 5);
   ASSERT_TRUE(tok.ok()) << tok.status();
   EXPECT_EQ(tok->Encode("aaa", true), (std::vector<int>{1, 4, 3}));
 }

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "engine/cpu/cpu_backend.h"
-#include "engine/dummy_weights.h"
-#include "engine/model_loader.h"
+#include "engine/model/dummy_weights.h"
+#include "engine/model/model_loader.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace inferd {

@@ -8,7 +8,7 @@
 
 #include "cuda/device_weights.h"
 #include "cuda/dummy_generator.h"
-#include "engine/dummy_weights.h"
+#include "engine/model/dummy_weights.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace inferd {

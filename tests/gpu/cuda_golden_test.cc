@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "engine/model_loader.h"
+#include "engine/model/model_loader.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace inferd {

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "cuda/cuda_backend.h"
-#include "engine/dummy_weights.h"
+#include "engine/model/dummy_weights.h"
 
 namespace inferd {
 namespace {

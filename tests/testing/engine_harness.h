@@ -11,7 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "engine/cpu/cpu_backend.h"
 #include "engine/engine.h"
-#include "engine/model_loader.h"
+#include "engine/model/model_loader.h"
 
 namespace inferd::testing {
 

@@ -1,4 +1,4 @@
-#include "engine/stop_string_matcher.h"
+#include "engine/tokenizer/stop_string_matcher.h"
 
 #include <algorithm>
 #include <cstddef>

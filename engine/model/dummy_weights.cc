@@ -1,4 +1,4 @@
-#include "engine/dummy_weights.h"
+#include "engine/model/dummy_weights.h"
 
 #include <unistd.h>
 

@@ -6,8 +6,8 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "engine/model_weights.h"
-#include "engine/tokenizer.h"
+#include "engine/model/model_weights.h"
+#include "engine/tokenizer/tokenizer.h"
 
 namespace inferd {
 

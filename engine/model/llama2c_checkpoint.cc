@@ -1,4 +1,4 @@
-#include "engine/llama2c_checkpoint.h"
+#include "engine/model/llama2c_checkpoint.h"
 
 #include <algorithm>
 #include <cerrno>

@@ -1,4 +1,4 @@
-#include "engine/model_loader.h"
+#include "engine/model/model_loader.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -15,8 +15,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "engine/dummy_weights.h"
-#include "engine/llama2c_checkpoint.h"
+#include "engine/model/dummy_weights.h"
+#include "engine/model/llama2c_checkpoint.h"
+#include "engine/tokenizer/llama2c_tokenizer.h"
 
 namespace inferd {
 namespace {
@@ -101,7 +102,7 @@ absl::StatusOr<fs::path> FindTokenizer(const fs::path& dir) {
 absl::StatusOr<std::shared_ptr<const Tokenizer>> LoadTokenizer(const std::string& path,
                                                                int vocab_size,
                                                                const std::string& model) {
-  absl::StatusOr<Tokenizer> tokenizer = Tokenizer::LoadLlama2c(path, vocab_size);
+  absl::StatusOr<Llama2cTokenizer> tokenizer = Llama2cTokenizer::Load(path, vocab_size);
   if (!tokenizer.ok()) {
     // The tokenizer's own message names its file; say which model it was
     // meant for, since a vocabulary mismatch is a pairing mistake.
@@ -109,7 +110,7 @@ absl::StatusOr<std::shared_ptr<const Tokenizer>> LoadTokenizer(const std::string
                         absl::StrCat(tokenizer.status().message(), " (tokenizer for model ",
                                      model, ", vocab_size ", vocab_size, ")"));
   }
-  return std::make_shared<const Tokenizer>(*std::move(tokenizer));
+  return std::make_shared<const Llama2cTokenizer>(*std::move(tokenizer));
 }
 
 absl::StatusOr<LoadedModel> LoadDummy(const std::string& preset,

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "engine/model_weights.h"
+#include "engine/model/model_weights.h"
 
 namespace inferd {
 

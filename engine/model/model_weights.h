@@ -5,7 +5,7 @@
 #include <memory>
 #include <vector>
 
-#include "engine/model_config.h"
+#include "engine/model/model_config.h"
 
 namespace inferd {
 

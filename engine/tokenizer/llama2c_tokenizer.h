@@ -10,10 +10,11 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "engine/tokenizer/tokenizer.h"
 
 namespace inferd {
 
-class Tokenizer {
+class Llama2cTokenizer : public Tokenizer {
  public:
   static constexpr int kUnkId = 0;
   static constexpr int kBosId = 1;
@@ -23,26 +24,30 @@ class Tokenizer {
   // float32 score, int32 byte length, bytes. `vocab_size` is the number of
   // entries the file must hold (the model's vocabulary); every error names
   // `path` and what is wrong with it.
-  static absl::StatusOr<Tokenizer> LoadLlama2c(const std::string& path, int vocab_size);
+  static absl::StatusOr<Llama2cTokenizer> Load(const std::string& path, int vocab_size);
+
+  // The same tokenizer from its pieces (spaces as ' ', not U+2581; byte
+  // tokens as "<0xXX>") and scores, e.g. from GGUF metadata. Ids 0, 1, 2 must
+  // be <unk>, BOS and EOS.
+  static absl::StatusOr<Llama2cTokenizer> FromVocab(std::vector<std::string> pieces,
+                                                    std::vector<float> scores);
 
   // BOS (if add_bos), then the dummy-prefix space for non-empty text, UTF-8
   // code points (byte tokens for those not in the vocabulary), then BPE
   // merges by score (the leftmost pair on ties), as llama2.c encodes.
   // Runs in O(n log n) in the text length.
-  std::vector<int> Encode(std::string_view text, bool add_bos) const;
+  std::vector<int> Encode(std::string_view text, bool add_bos) const override;
 
   // The bytes token `token` stands for when it follows `prev_token`: the
   // leading space of a piece right after BOS is dropped, <0xXX> pieces are
   // one raw byte; BOS, EOS and ids outside the vocabulary decode to "".
-  std::string_view DecodeToken(int prev_token, int token) const;
-
-  // Concatenation of DecodeToken over `ids` (the first one is decoded as if
-  // it followed `prev_token`). The result may end in a partial UTF-8 char.
-  std::string Decode(absl::Span<const int> ids, int prev_token = -1) const;
+  std::string_view DecodeToken(int prev_token, int token) const override;
 
   // The vocabulary entry as stored (for Tokenize's `pieces`).
-  const std::string& Piece(int id) const { return pieces_[id]; }
-  int vocab_size() const { return static_cast<int>(pieces_.size()); }
+  const std::string& Piece(int id) const override { return pieces_[id]; }
+  int vocab_size() const override { return static_cast<int>(pieces_.size()); }
+  int bos_id() const override { return kBosId; }
+  int eos_id() const override { return kEosId; }
 
  private:
   std::vector<std::string> pieces_;

@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "engine/tokenizer.h"
+#include "engine/tokenizer/tokenizer.h"
 
 namespace inferd {
 

@@ -1,4 +1,4 @@
-#include "engine/tokenizer.h"
+#include "engine/tokenizer/llama2c_tokenizer.h"
 
 #include <algorithm>
 #include <array>
@@ -78,7 +78,7 @@ class Reader {
 
 }  // namespace
 
-absl::StatusOr<Tokenizer> Tokenizer::LoadLlama2c(const std::string& path, int vocab_size) {
+absl::StatusOr<Llama2cTokenizer> Llama2cTokenizer::Load(const std::string& path, int vocab_size) {
   const std::string where = absl::StrCat("tokenizer ", path, ": ");
   // Ids 0..2 (<unk>, <s>, </s>) are used by Encode and by every caller.
   if (vocab_size < 3 || vocab_size > kMaxVocabSize) {
@@ -114,7 +114,6 @@ absl::StatusOr<Tokenizer> Tokenizer::LoadLlama2c(const std::string& path, int vo
   }
 
   Reader reader(data);
-  Tokenizer tok;
   int32_t max_len = 0;
   if (!reader.Read(&max_len)) {
     return absl::InvalidArgumentError(
@@ -124,11 +123,10 @@ absl::StatusOr<Tokenizer> Tokenizer::LoadLlama2c(const std::string& path, int vo
     return absl::InvalidArgumentError(absl::StrCat(where, "max_token_length ", max_len, " < 0"));
   }
   const int len_limit = std::min<int>(max_len, kMaxPieceBytes);
-  tok.max_token_length_ = len_limit;
-  tok.pieces_.reserve(vocab_size);
-  tok.scores_.reserve(vocab_size);
-  tok.byte_piece_.resize(vocab_size);
-  tok.piece_to_id_.reserve(vocab_size);
+  std::vector<std::string> pieces;
+  std::vector<float> scores;
+  pieces.reserve(vocab_size);
+  scores.reserve(vocab_size);
   for (int id = 0; id < vocab_size; ++id) {
     float score = 0;
     int32_t len = 0;
@@ -147,12 +145,8 @@ absl::StatusOr<Tokenizer> Tokenizer::LoadLlama2c(const std::string& path, int vo
           where, "truncated: token ", id, " of ", vocab_size, " needs ", len, " bytes at byte ",
           reader.pos(), " but the file has ", reader.left(), " left"));
     }
-    std::string piece(reader.Take(len));
-    if (std::optional<char> b = ParseBytePiece(piece)) tok.byte_piece_[id] = std::string(1, *b);
-    // llama2.c's lookup on duplicate pieces is unspecified; keep the first.
-    tok.piece_to_id_.try_emplace(piece, id);
-    tok.pieces_.push_back(std::move(piece));
-    tok.scores_.push_back(score);
+    pieces.emplace_back(reader.Take(len));
+    scores.push_back(score);
   }
   if (reader.left() != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -160,10 +154,33 @@ absl::StatusOr<Tokenizer> Tokenizer::LoadLlama2c(const std::string& path, int vo
         " tokens: tokenizer has more than ", vocab_size, " tokens; the model's vocabulary is ",
         vocab_size));
   }
+  return FromVocab(std::move(pieces), std::move(scores));
+}
+
+absl::StatusOr<Llama2cTokenizer> Llama2cTokenizer::FromVocab(std::vector<std::string> pieces,
+                                                             std::vector<float> scores) {
+  const int vocab_size = static_cast<int>(pieces.size());
+  if (vocab_size < 3 || vocab_size > kMaxVocabSize || scores.size() != pieces.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("tokenizer: ", vocab_size, " pieces and ",
+                                                   scores.size(), " scores (need equal counts in [3, ",
+                                                   kMaxVocabSize, "])"));
+  }
+  Llama2cTokenizer tok;
+  tok.byte_piece_.resize(vocab_size);
+  tok.piece_to_id_.reserve(vocab_size);
+  for (int id = 0; id < vocab_size; ++id) {
+    const std::string& piece = pieces[id];
+    tok.max_token_length_ = std::max(tok.max_token_length_, static_cast<int>(piece.size()));
+    if (std::optional<char> b = ParseBytePiece(piece)) tok.byte_piece_[id] = std::string(1, *b);
+    // llama2.c's lookup on duplicate pieces is unspecified; keep the first.
+    tok.piece_to_id_.try_emplace(piece, id);
+  }
+  tok.pieces_ = std::move(pieces);
+  tok.scores_ = std::move(scores);
   return tok;
 }
 
-std::vector<int> Tokenizer::Encode(std::string_view text, bool add_bos) const {
+std::vector<int> Llama2cTokenizer::Encode(std::string_view text, bool add_bos) const {
   std::vector<int> ids;
   ids.reserve(text.size() + 2);
   if (add_bos) ids.push_back(kBosId);
@@ -245,7 +262,7 @@ std::vector<int> Tokenizer::Encode(std::string_view text, bool add_bos) const {
   return out;
 }
 
-std::string_view Tokenizer::DecodeToken(int prev_token, int token) const {
+std::string_view Llama2cTokenizer::DecodeToken(int prev_token, int token) const {
   // BOS and EOS are control tokens: no text (as SentencePiece decodes them;
   // llama2.c never prints them). They still count as `prev_token`.
   if (token < 0 || token >= vocab_size() || token == kBosId || token == kEosId) return {};
@@ -259,15 +276,6 @@ std::string_view Tokenizer::DecodeToken(int prev_token, int token) const {
   }
   if (!byte_piece_[token].empty()) return byte_piece_[token];
   return piece;
-}
-
-std::string Tokenizer::Decode(absl::Span<const int> ids, int prev_token) const {
-  std::string out;
-  for (int id : ids) {
-    out.append(DecodeToken(prev_token, id));
-    prev_token = id;
-  }
-  return out;
 }
 
 }  // namespace inferd
