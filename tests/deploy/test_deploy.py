@@ -271,7 +271,8 @@ class LiveServerTest(unittest.TestCase):
         cls.server.remove_log()
 
     def assert_exported(self, names, where):
-        exported = {name for name, _, _ in self.scrape.samples}
+        # Series (e.g. a histogram's _bucket) and family names (as in a title).
+        exported = {name for name, _, _ in self.scrape.samples} | set(self.scrape.types)
         missing = sorted(set(names) - exported)
         self.assertEqual(missing, [], f"{where} uses metrics that /metrics does not have")
         self.assertTrue(names, f"no metric names found in {where}")

@@ -11,7 +11,8 @@ restarted on the same ports. Then:
   - traffic reached all three replicas (their own metrics, and the drained
     one's log for its first life) and the restarted one took traffic again;
   - the drained replica admitted no request after SIGTERM: every request it
-    finished arrived before the signal (request log: end time - total).
+    finished arrived before the signal (request log: end time - total), and
+    its /readyz answered 503 throughout the drain.
 
 Environment (set by ctest): INFERD_BINARY, INFERD_BENCH_BINARY,
 INFERD_SOURCE_DIR, PYTHONPATH (the generated stubs, for inferd_testing).
@@ -196,7 +197,17 @@ class HaproxyReplicasTest(unittest.TestCase):
                 wait_for("load on the replica to drain", lambda: time.monotonic() - started > 2 and
                          drained.scrape().value("inferd_requests_running") > 0, timeout=30)
                 drained.process.send_signal(signal.SIGTERM)
-                cls.drain_exit = drained.process.wait(timeout=DRAIN_TIMEOUT_S + 10)
+                # While it drains, /readyz answers 503 (what HAProxy checks).
+                cls.readyz_while_draining = []
+                drain_deadline = time.monotonic() + DRAIN_TIMEOUT_S + 10
+                while drained.process.poll() is None and time.monotonic() < drain_deadline:
+                    try:
+                        cls.readyz_while_draining.append(
+                            http_status(f"http://127.0.0.1:{drained.metrics_port}/readyz"))
+                    except OSError:
+                        pass  # the metrics port closes just before exit
+                    time.sleep(0.01)
+                cls.drain_exit = drained.process.wait(timeout=10)
                 cls.first_life_log = drained.log()
                 cls.restart_at = time.monotonic() - started
                 drained.start()
@@ -220,6 +231,13 @@ class HaproxyReplicasTest(unittest.TestCase):
 
     def test_the_drained_replica_exited_0(self):
         self.assertEqual(self.drain_exit, 0, self.first_life_log)
+
+    def test_readyz_said_503_while_draining(self):
+        # The signal is asynchronous: a poll or two may come before the
+        # server saw it; from the first 503 on, nothing else.
+        statuses = self.readyz_while_draining
+        self.assertIn(503, statuses)
+        self.assertEqual(set(statuses[statuses.index(503):]), {503}, statuses)
 
     def test_no_request_is_lost(self):
         report = self.report
