@@ -38,7 +38,9 @@ class Connection {
   Connection(const Connection&) = delete;
 
   bool connected() const { return connected_; }
-  bool Send(const std::string& data) { return ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL) == ssize_t(data.size()); }
+  bool Send(const std::string& data) {
+    return ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(data.size());
+  }
 
   // Everything until the peer closes or `timeout` passes.
   std::string ReadAll(std::chrono::milliseconds timeout) {
@@ -118,7 +120,8 @@ TEST(MetricsHttpServer, KeepAliveServesSeveralRequestsOnOneConnection) {
   auto server = MetricsHttpServer::Start("127.0.0.1", 0, Routes());
   ASSERT_TRUE(server.ok()) << server.status();
   Connection c((*server)->port());
-  ASSERT_TRUE(c.Send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
+  ASSERT_TRUE(c.Send("GET /hello HTTP/1.1\r\nHost: t\r\n\r\n"
+                     "GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
   const std::string replies = c.ReadAll(std::chrono::seconds(5));
   EXPECT_TRUE(c.closed_by_peer());
   size_t count = 0;
