@@ -282,5 +282,41 @@ class HaproxyReplicasTest(unittest.TestCase):
         self.assertIn("drained; exiting", log)
 
 
+def start_haproxy(env_overrides, log_path):
+    env = dict(os.environ, **env_overrides)
+    log = open(log_path, "wb")
+    process = subprocess.Popen([shutil.which("haproxy") or "/usr/sbin/haproxy", "-db", "-f", HAPROXY_CONFIG],
+                               env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    return process, log
+
+
+class NoReplicaTest(unittest.TestCase):
+    """With every replica down the balancer answers UNAVAILABLE as gRPC does
+    (not an HTML page, on which gRPC clients hung), and the bench retries."""
+
+    def test_every_request_fails_unavailable_promptly_and_is_retried(self):
+        workdir = tempfile.mkdtemp(prefix="inferd-haproxy-none-")
+        self.addCleanup(shutil.rmtree, workdir, True)
+        lb_port = free_port()
+        env = {"INFERD_LB_BIND": f"127.0.0.1:{lb_port}", "INFERD_LB_STATS": f"127.0.0.1:{free_port()}"}
+        for i in (1, 2, 3):  # nothing listens on these
+            env[f"INFERD_REPLICA_{i}"] = f"127.0.0.1:{free_port()}"
+            env[f"INFERD_REPLICA_{i}_METRICS"] = str(free_port())
+        haproxy, log = start_haproxy(env, os.path.join(workdir, "haproxy.log"))
+        self.addCleanup(log.close)
+        self.addCleanup(lambda: (haproxy.terminate(), haproxy.wait(timeout=10)))
+        report_path = os.path.join(workdir, "bench.json")
+        run = subprocess.run([BENCH_BINARY, "--target", f"127.0.0.1:{lb_port}", "--concurrency", "4",
+                              "--num-requests", "20", "--retry-unavailable", "2", "--output-json", report_path],
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual(run.returncode, 1, run.stdout + run.stderr)  # 1: requests failed
+        with open(report_path, encoding="utf-8") as f:
+            report = json.load(f)
+        self.assertEqual(report["errors"], {"UNAVAILABLE": 20})
+        self.assertEqual(report["retried_requests"], 20)
+        self.assertEqual(report["retries"], 40)
+        self.assertNotIn("Error parsing metadata", run.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
