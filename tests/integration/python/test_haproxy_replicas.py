@@ -13,6 +13,8 @@ restarted on the same ports. Then:
   - the drained replica admitted no request after SIGTERM: every request it
     finished arrived before the signal (request log: end time - total), and
     its /readyz answered 503 throughout the drain.
+NoReplicaTest: with no replica up, the balancer answers gRPC UNAVAILABLE
+(deploy/haproxy/haproxy.cfg's http-error lines) and the bench retries.
 
 Environment (set by ctest): INFERD_BINARY, INFERD_BENCH_BINARY,
 INFERD_SOURCE_DIR, PYTHONPATH (the generated stubs, for inferd_testing).
