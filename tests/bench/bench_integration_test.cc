@@ -48,7 +48,7 @@ class Server {
     auto server = std::unique_ptr<Server>(new Server());
     server->log_path_ = ::testing::TempDir() + "/bench_server_" + std::to_string(getpid()) + ".log";
     std::vector<std::string> args = {INFERD_BINARY, "serve", "--host", "127.0.0.1", "--port", "0",
-                                     "--metrics-port", "0"};
+                                     "--metrics-port", "0", "--http-port", "0"};
     std::vector<char*> argv;
     for (std::string& arg : args) argv.push_back(arg.data());
     argv.push_back(nullptr);
