@@ -343,22 +343,6 @@ class OpenAiHttpTest(ServerTestCase):
 
     # --- disconnects, load and threads ---------------------------------------
 
-    def test_disconnect_aborts_and_frees_kv_blocks(self):
-        sock = raw_connection(self.port)
-        send_post(sock, "/v1/completions", {"model": self.model, "prompt": PROMPT, "max_tokens": 480,
-                                            "ignore_eos": True, "stream": True})
-        head, rest = read_head(sock)
-        self.assertTrue(head.startswith("HTTP/1.1 200"), head)
-        while b'"id":"' not in rest:
-            rest += sock.recv(4096)
-        call_id = re.search(rb'"id":"(cmpl-[0-9a-f]+)"', rest).group(1).decode()
-        wait_for("KV blocks in use", lambda: self.server.scrape().value("inferd_kv_cache_blocks_used") > 0)
-        sock.close()
-        wait_for("the KV blocks back", lambda: self.server.scrape().value("inferd_kv_cache_blocks_used") == 0)
-        ended = self.wait_for_log(rf"request {call_id}-0 CANCELLED: .*output_tokens=(\d+)")
-        self.assertIsNotNone(ended, self.server.log()[-2000:])
-        self.assertLess(int(ended.group(1)), 480)
-
     def test_thousand_parallel_connections(self):
         socks = [raw_connection(self.port) for _ in range(1000)]
         try:
@@ -461,6 +445,22 @@ class HeldStreamsTest(ServerTestCase):
         super().setUpClass()
         cls.port = cls.server.http_port
         cls.model = json.loads(request(cls.port, "GET", "/v1/models")[2])["data"][0]["id"]
+
+    def test_disconnect_aborts_and_frees_kv_blocks(self):
+        sock = raw_connection(self.port)
+        send_post(sock, "/v1/completions", {"model": self.model, "prompt": PROMPT, "max_tokens": 400,
+                                            "ignore_eos": True, "stream": True})
+        head, rest = read_head(sock)
+        self.assertTrue(head.startswith("HTTP/1.1 200"), head)
+        while b'"id":"' not in rest:
+            rest += sock.recv(4096)
+        call_id = re.search(rb'"id":"(cmpl-[0-9a-f]+)"', rest).group(1).decode()
+        wait_for("KV blocks in use", lambda: self.server.scrape().value("inferd_kv_cache_blocks_used") > 0)
+        sock.close()
+        wait_for("the KV blocks back", lambda: self.server.scrape().value("inferd_kv_cache_blocks_used") == 0)
+        ended = self.wait_for_log(rf"request {call_id}-0 CANCELLED: .*output_tokens=(\d+)")
+        self.assertIsNotNone(ended, self.server.log()[-2000:])
+        self.assertLess(int(ended.group(1)), 400)
 
     def test_500_streams_hold_a_bounded_thread_count(self):
         pid = self.server.process.pid
