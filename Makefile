@@ -31,3 +31,9 @@ clean:
 .PHONY: bench
 bench: deps
 	BUILD_DIR=$(BUILD_DIR) JOBS=$(JOBS) ./benchmarks/run_bench.sh
+
+# gRPC vs the OpenAI HTTP API at 8 streams on dummy:llama-110m (about a
+# minute); the numbers go into benchmarks/RESULTS.md.
+.PHONY: bench-protocols
+bench-protocols: deps
+	BUILD_DIR=$(BUILD_DIR) JOBS=$(JOBS) ./benchmarks/run_protocol_bench.sh

@@ -55,6 +55,7 @@ void HttpSession::OnRead(beast::error_code ec) {
       // Answer, then close: the rest of what the client sent cannot be framed.
       in_exchange_ = true;
       keep_alive_ = false;
+      linger_ = true;
       head_only_ = false;
       absl::Status status;
       if (ec == http::error::body_limit) {
@@ -177,7 +178,11 @@ void HttpSession::ExchangeDone() {
   in_exchange_ = false;
   call_.reset();
   if (!keep_alive_ || closing_) {
-    Shutdown();
+    if (linger_) {
+      Linger();
+    } else {
+      Shutdown();
+    }
     return;
   }
   if (pipelined_.has_value()) {
@@ -195,6 +200,24 @@ void HttpSession::ArmIdleTimer() {
   idle_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
     if (!ec && !self->in_exchange_) self->Shutdown();
   });
+}
+
+void HttpSession::Linger() {
+  beast::error_code ignored;
+  stream_.socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
+  idle_timer_.expires_after(std::chrono::seconds(2));
+  idle_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (!ec) self->Shutdown();
+  });
+  discard_.resize(64 << 10);
+  struct Drain {
+    std::shared_ptr<HttpSession> self;
+    void operator()(beast::error_code ec, size_t) {
+      if (ec || self->closed_) return self->Shutdown();
+      self->stream_.socket().async_read_some(net::buffer(self->discard_), std::move(*this));
+    }
+  };
+  stream_.socket().async_read_some(net::buffer(discard_), Drain{shared_from_this()});
 }
 
 void HttpSession::Shutdown() {

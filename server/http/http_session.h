@@ -55,6 +55,10 @@ class HttpSession final : public ResponseSink, public std::enable_shared_from_th
   void OnWrite(boost::beast::error_code ec);
   void ExchangeDone();
   void ArmIdleTimer();
+  // After refusing a request whose body cannot be read: stop sending, then
+  // read and drop what the client still sends for a moment before closing,
+  // so the refusal is not lost to a reset.
+  void Linger();
   void Shutdown();
 
   boost::beast::tcp_stream stream_;
@@ -85,6 +89,8 @@ class HttpSession final : public ResponseSink, public std::enable_shared_from_th
   bool write_ends_exchange_ = false;
 
   bool read_in_flight_ = false;
+  bool linger_ = false;  // close by Linger(), not at once
+  std::string discard_;
   bool closing_ = false;  // no more requests on this connection
   bool closed_ = false;
 };
