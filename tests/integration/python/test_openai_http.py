@@ -422,8 +422,11 @@ class QueueFullTest(ServerTestCase):
         try:
             for sock in (running, queued):
                 send_post(sock, "/v1/completions", body)
-                head, _ = read_head(sock)
+                head, rest = read_head(sock)
                 self.assertTrue(head.startswith("HTTP/1.1 200"), head)
+                # The first is running (out of the queue) once its first token came.
+                while sock is running and b"data: " not in rest:
+                    rest += sock.recv(65536)
             status, headers, raw = request(port, "POST", "/v1/completions", dict(body, stream=False))
             self.assertEqual(status, 429, raw)
             self.assertEqual(headers["Retry-After"], "2")
