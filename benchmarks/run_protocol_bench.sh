@@ -3,7 +3,8 @@
 # Serves dummy:llama-110m on the CPU and runs the same load (closed loop, 8
 # streams, the same synthetic prompts) through inferd-bench twice per
 # protocol, alternating gRPC and --protocol openai, so that drift in a shared
-# machine's load hits both alike. Replaces the "protocols" section of
+# machine's load hits both alike. Prefix caching is off: each round sends its
+# prompts twice (once per protocol), and the second must not find them cached. Replaces the "protocols" section of
 # benchmarks/RESULTS.md with the figures, the commands and the commit.
 # About a minute once built. BUILD_DIR and JOBS as in the Makefile.
 set -euo pipefail
@@ -31,7 +32,7 @@ trap cleanup EXIT
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD_DIR" -j "$JOBS" --target inferd inferd-bench
 
-server_cmd="$BUILD_DIR/inferd serve --model $MODEL --backend cpu --host 127.0.0.1 --port 0 --metrics-port -1 --http-port 0"
+server_cmd="$BUILD_DIR/inferd serve --model $MODEL --backend cpu --host 127.0.0.1 --port 0 --metrics-port -1 --http-port 0 --no-prefix-caching"
 $server_cmd >"$work/server.log" 2>&1 &
 server_pid=$!
 port="" http_port=""
@@ -70,8 +71,9 @@ section="$work/section.md"
   echo
   echo "Commit $commit, $(date -u +%Y-%m-%dT%H:%MZ); $(nproc) CPUs. Server: \`$server_cmd\`."
   echo "Closed loop, 8 streams, 128-token prompts and outputs, $REQUESTS measured requests per run, the"
-  echo "rounds alternating; round N of both protocols sends the same prompts (--seed N). Machine shared"
-  echo "with other work: compare the rounds with each other before the protocols."
+  echo "rounds alternating; round N of both protocols sends the same prompts (--seed N), and prefix"
+  echo "caching is off so that both compute them. Machine shared with other work: compare the rounds"
+  echo "with each other before the protocols."
   echo
   echo "| protocol | round | ok/failed | output tok/s | mean TTFT ms | p50 TTFT ms | mean TPOT ms | mean E2E ms |"
   echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
