@@ -30,7 +30,8 @@ void RequestLogger::OnOutput(const RequestOutput& out, Protocol protocol) {
               "total={:.4f}s protocol={}{}{}",
               out.request_id, ended, out.usage.prompt_tokens, out.usage.cached_prompt_tokens,
               out.usage.completion_tokens, Seconds(t.arrival, t.first_scheduled), Seconds(t.arrival, t.first_token),
-              Seconds(t.arrival, t.finished), ProtocolName(protocol), out.status.ok() ? "" : " error=", std::string(out.status.message()));
+              Seconds(t.arrival, t.finished), ProtocolName(protocol), out.status.ok() ? "" : " error=",
+              std::string(out.status.message()));
 }
 
 }  // namespace inferd

@@ -292,7 +292,9 @@ absl::StatusOr<std::vector<ChatMessage>> ParseMessages(const json* messages) {
     if (!m.is_object()) return Invalid("messages", absl::StrCat(where, " must be an object, got ", TypeName(m)));
     ChatMessage message;
     auto role = m.find("role");
-    if (role == m.end() || !role->is_string()) return Invalid("messages", absl::StrCat(where, ".role must be a string"));
+    if (role == m.end() || !role->is_string()) {
+      return Invalid("messages", absl::StrCat(where, ".role must be a string"));
+    }
     message.role = role->get<std::string>();
     auto content = m.find("content");
     if (content == m.end() || content->is_null()) {
