@@ -43,3 +43,9 @@ image:
 test-image: build image
 	cd tests/image && PYTHONPATH=$(abspath $(BUILD_DIR))/python:$(CURDIR)/tests/integration/python \
 	  PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 -m unittest -v test_image
+
+# gRPC vs the OpenAI HTTP API at 8 streams on dummy:llama-110m (about a
+# minute); the numbers go into benchmarks/RESULTS.md.
+.PHONY: bench-protocols
+bench-protocols: deps
+	BUILD_DIR=$(BUILD_DIR) JOBS=$(JOBS) ./benchmarks/run_protocol_bench.sh

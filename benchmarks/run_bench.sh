@@ -44,7 +44,7 @@ forward_cmd="$BUILD_DIR/benchmarks/forward_benchmark"
 $forward_cmd | tee "$work/forward.txt"
 
 echo "== server: $MODEL on the CPU"
-server_cmd="$BUILD_DIR/inferd serve --model $MODEL --backend cpu --host 127.0.0.1 --port 0 --metrics-port 0"
+server_cmd="$BUILD_DIR/inferd serve --model $MODEL --backend cpu --host 127.0.0.1 --port 0 --metrics-port 0 --http-port 0"
 $server_cmd >"$work/server.log" 2>&1 &
 server_pid=$!
 port="" metrics_url=""

@@ -93,25 +93,43 @@ absl::StatusOr<Engine*> InferenceService::ReadyEngine() const {
   return engine;
 }
 
+const char* ProtocolName(Protocol protocol) { return protocol == Protocol::kHttp ? "http" : "grpc"; }
+
 absl::Status InferenceService::Submit(grpc::CallbackServerContext* context, const grpc::ByteBuffer& wire,
                                       OutputCallback on_output, std::string* request_id) {
   v1::GenerateRequest proto;
   absl::Status status = ParseRequest(wire, &proto);
   *request_id = proto.request_id();
+  if (!status.ok()) {
+    RecordRefused(*request_id, status, Protocol::kGrpc);
+    return status;
+  }
+  std::optional<absl::Time> deadline;
+  if (context->deadline() < std::chrono::system_clock::now() + std::chrono::hours(24 * 365)) {
+    deadline = absl::FromChrono(context->deadline());
+  }
+  return SubmitRequest(proto, Protocol::kGrpc, deadline, std::move(on_output), request_id);
+}
+
+void InferenceService::RecordRefused(const std::string& request_id, const absl::Status& status, Protocol protocol) {
+  for (RequestObserver* observer : observers_) observer->OnRefused(request_id, status, protocol);
+}
+
+absl::Status InferenceService::SubmitRequest(const v1::GenerateRequest& proto, Protocol protocol,
+                                             std::optional<absl::Time> deadline, OutputCallback on_output,
+                                             std::string* request_id) {
+  *request_id = proto.request_id();
   absl::StatusOr<Engine*> engine = ReadyEngine();
-  if (status.ok()) status = engine.status();
+  absl::Status status = engine.status();
   if (status.ok() && draining_) status = absl::UnavailableError("the server is draining; retry on another replica");
   absl::StatusOr<Request> request =
       status.ok() ? ToEngineRequest(proto, (*engine)->model_config(), (*engine)->tokenizer(), limits_)
                   : absl::StatusOr<Request>(status);
   if (request.ok()) {
     *request_id = request->id;
-    const auto deadline = context->deadline();
-    if (deadline < std::chrono::system_clock::now() + std::chrono::hours(24 * 365)) {
-      request->deadline = absl::FromChrono(deadline);
-    }
-    request->on_output = [this, on_output = std::move(on_output)](RequestOutput output) {
-      for (RequestObserver* observer : observers_) observer->OnOutput(output);
+    request->deadline = deadline;
+    request->on_output = [this, protocol, on_output = std::move(on_output)](RequestOutput output) {
+      for (RequestObserver* observer : observers_) observer->OnOutput(output, protocol);
       on_output(std::move(output));
     };
     status = (*engine)->Submit(*std::move(request));
@@ -124,9 +142,7 @@ absl::Status InferenceService::Submit(grpc::CallbackServerContext* context, cons
   if (status.code() == absl::StatusCode::kResourceExhausted) {
     AttachRetryInfo(&status, absl::Milliseconds(limits_.queue_full_retry_delay_ms));
   }
-  if (!status.ok()) {
-    for (RequestObserver* observer : observers_) observer->OnRefused(*request_id, status);
-  }
+  if (!status.ok()) RecordRefused(*request_id, status, protocol);
   return status;
 }
 

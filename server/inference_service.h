@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,14 +18,19 @@
 
 namespace inferd {
 
-// Sees every Generate/GenerateStream call once it ends (metrics, logs).
+// The front a request came through (a label of the request metrics).
+enum class Protocol { kGrpc, kHttp };
+const char* ProtocolName(Protocol protocol);  // "grpc", "http"
+
+// Sees every generation request once it ends (metrics, logs): each gRPC
+// Generate/GenerateStream call, each engine request of an HTTP completion.
 class RequestObserver {
  public:
   virtual ~RequestObserver() = default;
-  // A call refused before it reached the engine (invalid, queue full, draining).
-  virtual void OnRefused(const std::string& request_id, const absl::Status& status) = 0;
+  // A request refused before it reached the engine (invalid, queue full, draining).
+  virtual void OnRefused(const std::string& request_id, const absl::Status& status, Protocol protocol) = 0;
   // Each output the engine delivered, as it arrives (on the engine thread).
-  virtual void OnOutput(const RequestOutput& output) = 0;
+  virtual void OnOutput(const RequestOutput& output, Protocol protocol) = 0;
 };
 
 using InferenceServiceBase = v1::Inference::WithRawCallbackMethod_GenerateStream<
@@ -47,6 +53,14 @@ class InferenceService final : public InferenceServiceBase {
   // `on_output` then receives every engine output (the last one finished).
   absl::Status Submit(grpc::CallbackServerContext* context, const grpc::ByteBuffer& wire, OutputCallback on_output,
                       std::string* request_id);
+  // The protocol-neutral part of Submit, shared with the HTTP front:
+  // validates `proto` (request_validation.h), checks readiness and
+  // draining, and submits it; observers see a refusal or every output.
+  absl::Status SubmitRequest(const v1::GenerateRequest& proto, Protocol protocol,
+                             std::optional<absl::Time> deadline, OutputCallback on_output, std::string* request_id);
+  // Tells the observers of a request that a front refused before it could
+  // build a GenerateRequest (e.g. malformed JSON).
+  void RecordRefused(const std::string& request_id, const absl::Status& status, Protocol protocol);
   // For a call that gRPC cancelled: ends its request in the engine, as
   // DEADLINE_EXCEEDED when the client's deadline is (about) due — gRPC
   // cancels at the deadline on the client's clock, which may run a little
@@ -66,10 +80,13 @@ class InferenceService final : public InferenceServiceBase {
   grpc::ServerUnaryReactor* Abort(grpc::CallbackServerContext* context, const v1::AbortRequest* request,
                                   v1::AbortResponse* response) override;
 
- private:
   // The engine, once loaded; UNAVAILABLE otherwise.
   absl::StatusOr<Engine*> ReadyEngine() const;
+  bool draining() const { return draining_; }
+  // Only after SetEngine for model_name.
+  const RequestLimits& limits() const { return limits_; }
 
+ private:
   std::atomic<Engine*> engine_{nullptr};
   RequestLimits limits_;  // model_name is set with the engine
   const std::vector<RequestObserver*> observers_;

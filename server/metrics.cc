@@ -133,12 +133,15 @@ Metrics::Metrics()
   using prometheus::BuildHistogram;
   requests_ = &BuildCounter()
                    .Name("inferd_requests_total")
-                   .Help("Generate and GenerateStream calls, by final status (refused ones too).")
+                   .Help("Generation requests (gRPC Generate/GenerateStream calls, HTTP completion choices), "
+                         "by final status (refused ones too) and protocol.")
                    .Register(*registry_);
   // Every label value from the start, so rates exist before the first error.
-  for (const char* status : {"ok", "invalid_argument", "resource_exhausted", "cancelled", "deadline_exceeded",
-                             "unavailable", "internal"}) {
-    requests_->Add({{"status", status}});
+  for (const Protocol protocol : {Protocol::kGrpc, Protocol::kHttp}) {
+    for (const char* status : {"ok", "invalid_argument", "resource_exhausted", "cancelled", "deadline_exceeded",
+                               "unavailable", "internal"}) {
+      requests_->Add({{"status", status}, {"protocol", ProtocolName(protocol)}});
+    }
   }
   finished_ = &BuildCounter()
                    .Name("inferd_request_finished_total")
@@ -208,13 +211,15 @@ void Metrics::AttachEngine(const Engine* engine, const std::string& model_name, 
   engine_collector_->Attach(engine, model_name, version);
 }
 
-void Metrics::CountRequest(const absl::Status& status) {
-  requests_->Add({{"status", StatusLabel(status.code())}}).Increment();
+void Metrics::CountRequest(const absl::Status& status, Protocol protocol) {
+  requests_->Add({{"status", StatusLabel(status.code())}, {"protocol", ProtocolName(protocol)}}).Increment();
 }
 
-void Metrics::OnRefused(const std::string&, const absl::Status& status) { CountRequest(status); }
+void Metrics::OnRefused(const std::string&, const absl::Status& status, Protocol protocol) {
+  CountRequest(status, protocol);
+}
 
-void Metrics::OnOutput(const RequestOutput& out) {
+void Metrics::OnOutput(const RequestOutput& out, Protocol protocol) {
   const absl::Time now = absl::Now();
   const int new_tokens = static_cast<int>(out.token_ids.size());
   generation_tokens_->Increment(new_tokens);
@@ -236,7 +241,7 @@ void Metrics::OnOutput(const RequestOutput& out) {
     absl::MutexLock lock(&mu_);
     last_token_time_.erase(out.request_id);
   }
-  CountRequest(out.status);
+  CountRequest(out.status, protocol);
   if (out.status.ok()) finished_->Add({{"reason", FinishReasonName(out.finish_reason)}}).Increment();
   prompt_tokens_->Increment(out.usage.prompt_tokens);
   const RequestTiming& t = out.timing;

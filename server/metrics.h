@@ -46,8 +46,8 @@ class Metrics final : public RequestObserver {
 
   // RequestObserver: every Generate/GenerateStream call ends in exactly one
   // of OnRefused or a finished OnOutput.
-  void OnRefused(const std::string& request_id, const absl::Status& status) override;
-  void OnOutput(const RequestOutput& output) override;
+  void OnRefused(const std::string& request_id, const absl::Status& status, Protocol protocol) override;
+  void OnOutput(const RequestOutput& output, Protocol protocol) override;
   // Engine::StepObserver.
   void OnStep(const StepStats& step);
 
@@ -56,7 +56,7 @@ class Metrics final : public RequestObserver {
  private:
   class EngineCollector;
 
-  void CountRequest(const absl::Status& status);
+  void CountRequest(const absl::Status& status, Protocol protocol);
 
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<EngineCollector> engine_collector_;

@@ -14,12 +14,12 @@ double Seconds(absl::Time from, absl::Time to) {
 
 }  // namespace
 
-void RequestLogger::OnRefused(const std::string& request_id, const absl::Status& status) {
-  spdlog::warn("request {} refused: {}: {}", request_id.empty() ? "(no id)" : request_id,
-               absl::StatusCodeToString(status.code()), std::string(status.message()));
+void RequestLogger::OnRefused(const std::string& request_id, const absl::Status& status, Protocol protocol) {
+  spdlog::warn("request {} refused: {}: {} protocol={}", request_id.empty() ? "(no id)" : request_id,
+               absl::StatusCodeToString(status.code()), std::string(status.message()), ProtocolName(protocol));
 }
 
-void RequestLogger::OnOutput(const RequestOutput& out) {
+void RequestLogger::OnOutput(const RequestOutput& out, Protocol protocol) {
   if (!out.finished) return;
   const auto& t = out.timing;
   const std::string ended =
@@ -27,10 +27,11 @@ void RequestLogger::OnOutput(const RequestOutput& out) {
   const auto level = out.status.code() == absl::StatusCode::kInternal ? spdlog::level::err : spdlog::level::info;
   spdlog::log(level,
               "request {} {}: prompt_tokens={} cached_tokens={} output_tokens={} queue={:.4f}s ttft={:.4f}s "
-              "total={:.4f}s{}{}",
+              "total={:.4f}s protocol={}{}{}",
               out.request_id, ended, out.usage.prompt_tokens, out.usage.cached_prompt_tokens,
               out.usage.completion_tokens, Seconds(t.arrival, t.first_scheduled), Seconds(t.arrival, t.first_token),
-              Seconds(t.arrival, t.finished), out.status.ok() ? "" : " error=", std::string(out.status.message()));
+              Seconds(t.arrival, t.finished), ProtocolName(protocol), out.status.ok() ? "" : " error=",
+              std::string(out.status.message()));
 }
 
 }  // namespace inferd

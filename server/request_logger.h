@@ -8,8 +8,8 @@ namespace inferd {
 
 class RequestLogger final : public RequestObserver {
  public:
-  void OnRefused(const std::string& request_id, const absl::Status& status) override;
-  void OnOutput(const RequestOutput& output) override;
+  void OnRefused(const std::string& request_id, const absl::Status& status, Protocol protocol) override;
+  void OnOutput(const RequestOutput& output, Protocol protocol) override;
 };
 
 }  // namespace inferd

@@ -79,8 +79,10 @@ absl::StatusOr<Request> ToEngineRequest(const v1::GenerateRequest& in, const Mod
   }
   out.id = in.request_id().empty() ? NewRequestId() : in.request_id();
   if (!in.model().empty() && in.model() != limits.model_name) {
-    return Invalid("model", absl::StrCat("\"", in.model(), "\" is not served here; this server serves \"",
-                                         limits.model_name, "\""));
+    absl::Status s = Invalid("model", absl::StrCat("\"", in.model(), "\" is not served here; this server serves \"",
+                                                   limits.model_name, "\""));
+    AttachErrorInfo(&s, kReasonModelNotFound, {{"model", in.model()}});
+    return s;
   }
 
   switch (in.prompt_case()) {
@@ -113,7 +115,7 @@ absl::StatusOr<Request> ToEngineRequest(const v1::GenerateRequest& in, const Mod
     absl::Status s = Invalid(stopping.has_max_tokens() ? "stopping.max_tokens" : "prompt",
                              absl::StrCat("the prompt's ", prompt_len, " tokens + max_tokens ", max_tokens,
                                           " exceed the model's context of ", model.max_seq_len, " tokens"));
-    AttachErrorInfo(&s, "PROMPT_TOO_LONG",
+    AttachErrorInfo(&s, kReasonPromptTooLong,
                     {{"prompt_tokens", std::to_string(prompt_len)},
                      {"max_tokens", std::to_string(max_tokens)},
                      {"max_context_length", std::to_string(model.max_seq_len)}});

@@ -18,6 +18,9 @@
 #include "server/inference_service.h"
 #include "server/backend_factory.h"
 #include "server/grpc_metrics.h"
+#include "server/http/chat_renderer.h"
+#include "server/http/http_server.h"
+#include "server/http/openai_api.h"
 #include "server/metrics.h"
 #include "server/request_logger.h"
 
@@ -115,6 +118,32 @@ int RunServe(ServerConfig config) {
                        .server_version = INFERD_VERSION};
   InferenceService service(limits, {&logger, &metrics});
 
+  // The OpenAI-compatible HTTP API answers from the start (503 while the
+  // model loads), like the gRPC health service.
+  absl::StatusOr<std::unique_ptr<ChatRenderer>> chat_renderer = MakeBuiltinChatRenderer(config.chat_template);
+  if (!chat_renderer.ok()) {
+    spdlog::error("{}", std::string(chat_renderer.status().message()));
+    return 1;
+  }
+  OpenAiApi openai_api(&service, chat_renderer->get(), OpenAiLimits{.max_n = config.max_n});
+  std::unique_ptr<HttpServer> http_server;
+  if (config.http_port >= 0) {
+    http_server = std::make_unique<HttpServer>(
+        &openai_api,
+        HttpServerOptions{.host = config.host,
+                          .port = config.http_port,
+                          .threads = config.http_threads,
+                          .session = {.max_body_bytes = static_cast<uint64_t>(config.http_max_body_bytes),
+                                      .idle_timeout = std::chrono::milliseconds(
+                                          static_cast<int64_t>(config.http_idle_timeout_seconds * 1000))}});
+    absl::StatusOr<int> port = http_server->Start();
+    if (!port.ok()) {
+      spdlog::error("{}", std::string(port.status().message()));
+      return 1;
+    }
+    spdlog::info("openai api on http://{}:{}/v1", config.host, *port);
+  }
+
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -174,6 +203,9 @@ int RunServe(ServerConfig config) {
   (*engine)->Shutdown();
   stop_watching.Notify();
   readiness.join();
+  // Every HTTP stream has had its last event by now; give the writes a
+  // moment to reach the clients.
+  if (http_server != nullptr) http_server->Stop(absl::Seconds(2));
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   server->Wait();
   metrics.AttachEngine(nullptr, "", "");  // the engine goes before the exposer

@@ -36,6 +36,10 @@ struct ServerConfig {
   int max_send_message_bytes = 16 << 20;
   int keepalive_time_seconds = 60;      // server pings an idle connection this often
   int keepalive_timeout_seconds = 20;   // and drops it if the ping is not answered
+  int http_port = 8000;                 // the OpenAI-compatible HTTP API; -1: off
+  int http_threads = 2;                 // I/O threads of the HTTP API, however many streams are open
+  int http_max_body_bytes = 8 << 20;    // larger request bodies get 413
+  double http_idle_timeout_seconds = 60;  // an idle keep-alive connection is closed after this
 
   // Admission and request limits.
   int max_queued_requests = 1024;       // waiting requests; more get RESOURCE_EXHAUSTED
@@ -45,6 +49,8 @@ struct ServerConfig {
   int max_stop_strings = 16;
   int max_stop_string_bytes = 256;
   int max_logprobs = 20;
+  int max_n = 16;                       // HTTP: most choices (prompts x n) per completion
+  std::string chat_template;            // builtin chat format for models without one: "" (none) or "chatml"
 
   // Lifecycle.
   double drain_timeout_seconds = 30;  // SIGTERM: running requests get this long

@@ -24,6 +24,7 @@
 #include "benchmarks/inferd_bench/dataset.h"
 #include "benchmarks/inferd_bench/load_runner.h"
 #include "benchmarks/inferd_bench/metrics_scrape.h"
+#include "benchmarks/inferd_bench/openai_client.h"
 #include "benchmarks/inferd_bench/options.h"
 #include "benchmarks/inferd_bench/report.h"
 #include "benchmarks/inferd_bench/retry.h"
@@ -111,10 +112,19 @@ int Run(const BenchOptions& o) {
   absl::StatusOr<std::unique_ptr<Dataset>> dataset = BuildDataset(o, &client, info);
   if (!dataset.ok()) return Fail(dataset.status());
 
+  std::unique_ptr<OpenAiClient> openai;
+  if (o.protocol == Protocol::kOpenAi) {
+    openai = std::make_unique<OpenAiClient>(o.http_target, info.ok() ? info->name() : "");
+    if (absl::Status valid = openai->Validate(); !valid.ok()) return Fail(valid);
+  }
   DelayedRunner retry_runner;  // outlives every request: RunLoad returns when all have ended
   const SendFn send = WithRetries(
       [&](int64_t index, std::function<void(RequestResult)> done) {
-        client.StartGenerate((*dataset)->At(index).ToProto(), std::move(done));
+        if (openai != nullptr) {
+          openai->StartGenerate((*dataset)->At(index).ToProto(), std::move(done));
+        } else {
+          client.StartGenerate((*dataset)->At(index).ToProto(), std::move(done));
+        }
       },
       RetryPolicy{.max_retries = o.retry_unavailable}, &retry_runner);
   LoadShape shape{.num_requests = o.num_requests,
@@ -131,7 +141,8 @@ int Run(const BenchOptions& o) {
   }
 
   Report report;
-  report.target = o.target;
+  report.target = o.protocol == Protocol::kOpenAi ? absl::StrCat("http://", o.http_target, "/v1/completions")
+                                                  : o.target;
   report.model = info.ok() ? info->name() : "";
   report.load = DescribeLoad(o);
   if (o.slo_ttft_ms.has_value()) report.slo.ttft_s = *o.slo_ttft_ms / 1e3;

@@ -14,6 +14,13 @@ int BenchOptions::InFlightLimit() const {
 
 void AddBenchFlags(CLI::App* app, BenchOptions* o) {
   app->add_option("--target", o->target, "server address HOST:PORT (plaintext gRPC)")->capture_default_str();
+  app->add_option("--protocol", o->protocol,
+                  "grpc (GenerateStream) or openai (streamed POST /v1/completions at --http-target)")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, Protocol>{{"grpc", Protocol::kGrpc},
+                                                                          {"openai", Protocol::kOpenAi}}))
+      ->capture_default_str();
+  app->add_option("--http-target", o->http_target, "--protocol openai: the HTTP API's IP:PORT")
+      ->capture_default_str();
 
   app->option_defaults()->group("Load shape");
   CLI::Option* rate = app->add_option("--request-rate", o->request_rate,

@@ -14,8 +14,15 @@ namespace inferd::bench {
 
 enum class DatasetKind { kSynthetic, kJsonl, kShareGpt };
 
+enum class Protocol { kGrpc, kOpenAi };
+
 struct BenchOptions {
   std::string target = "127.0.0.1:50051";
+  // openai: requests go to /v1/completions (streamed) at http_target; the
+  // gRPC target still answers GetModelInfo and Tokenize, so both protocols
+  // send the same prompts.
+  Protocol protocol = Protocol::kGrpc;
+  std::string http_target = "127.0.0.1:8000";
 
   // Load shape. Closed loop (request_rate unset): `concurrency` requests are
   // always in flight. Open loop: arrivals at `request_rate` per second with

@@ -48,7 +48,7 @@ class Server {
     auto server = std::unique_ptr<Server>(new Server());
     server->log_path_ = ::testing::TempDir() + "/bench_server_" + std::to_string(getpid()) + ".log";
     std::vector<std::string> args = {INFERD_BINARY, "serve", "--host", "127.0.0.1", "--port", "0",
-                                     "--metrics-port", "0"};
+                                     "--metrics-port", "0", "--http-port", "0"};
     std::vector<char*> argv;
     for (std::string& arg : args) argv.push_back(arg.data());
     argv.push_back(nullptr);
@@ -67,13 +67,16 @@ class Server {
     // Both ports are logged at start-up, before the model loads.
     const std::regex grpc_port(R"(listening on 127\.0\.0\.1:(\d+))");
     const std::regex metrics_port(R"(metrics on http://127\.0\.0\.1:(\d+)/metrics)");
+    const std::regex http_port(R"(openai api on http://127\.0\.0\.1:(\d+)/v1)");
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (std::chrono::steady_clock::now() < deadline) {
       const std::string log = server->Log();
-      std::smatch g, m;
-      if (std::regex_search(log, g, grpc_port) && std::regex_search(log, m, metrics_port)) {
+      std::smatch g, m, h;
+      if (std::regex_search(log, g, grpc_port) && std::regex_search(log, m, metrics_port) &&
+          std::regex_search(log, h, http_port)) {
         server->port_ = std::stoi(g[1]);
         server->metrics_port_ = std::stoi(m[1]);
+        server->http_port_ = std::stoi(h[1]);
         return server;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -92,6 +95,7 @@ class Server {
 
   int port() const { return port_; }
   int metrics_port() const { return metrics_port_; }
+  int http_port() const { return http_port_; }
   std::string Log() const { return ReadFile(log_path_); }
 
  private:
@@ -99,6 +103,7 @@ class Server {
   pid_t pid_ = -1;
   int port_ = 0;
   int metrics_port_ = 0;
+  int http_port_ = 0;
   std::string log_path_;
 };
 
@@ -175,6 +180,31 @@ TEST(BenchIntegrationTest, EveryTokenCountedByClientAndServerAlike) {
   // The table for people says the same.
   EXPECT_NE(run.stdout_text.find("Successful requests:"), std::string::npos) << run.stdout_text;
   EXPECT_NE(run.stdout_text.find("Mean batch size"), std::string::npos) << run.stdout_text;
+}
+
+// --protocol openai: the same load as streamed /v1/completions; the client's
+// counts (from each stream's usage chunk) equal the server's.
+TEST(BenchIntegrationTest, OpenAiProtocolCountsLikeTheServer) {
+  std::unique_ptr<Server> server = Server::Start();
+  ASSERT_NE(server, nullptr);
+  const std::string flags =
+      "--target 127.0.0.1:" + std::to_string(server->port()) + " --protocol openai --http-target 127.0.0.1:" +
+      std::to_string(server->http_port()) +
+      " --num-requests 12 --concurrency 4 --input-len 16 --output-len 32 --ready-timeout 20"
+      " --scrape-metrics http://127.0.0.1:" + std::to_string(server->metrics_port()) + "/metrics";
+  const BenchRun run = RunBench(flags, "bench_openai.json");
+  ASSERT_EQ(run.exit_code, 0) << run.stdout_text << "\nserver log:\n" << server->Log();
+  const nlohmann::json& r = run.report;
+  ASSERT_TRUE(r.is_object()) << "no JSON report; stdout:\n" << run.stdout_text;
+  EXPECT_EQ(r["completed"], 12);
+  EXPECT_EQ(r["failed"], 0);
+  EXPECT_EQ(r["output_tokens"], 12 * 32);
+  EXPECT_EQ(r["input_tokens"], 12 * 16);
+  EXPECT_EQ(r["server"]["generated_tokens"], 12 * 32);
+  EXPECT_EQ(r["server"]["prompt_tokens"], 12 * 16);
+  EXPECT_GT(r["ttft_s"]["mean"].get<double>(), 0.0);
+  EXPECT_LE(r["ttft_s"]["p99"].get<double>(), r["e2e_s"]["p99"].get<double>());
+  EXPECT_NE(run.stdout_text.find("/v1/completions"), std::string::npos) << run.stdout_text;
 }
 
 // Nothing listening: every request fails with UNAVAILABLE and is counted;

@@ -58,7 +58,7 @@ class Container:
         self.metrics_port = free_port()
         podman("rm", "-f", "-i", name)
         podman("run", "-d", "--name", name, *RUN_FLAGS, IMAGE, "serve", "--host", "127.0.0.1",
-               "--port", str(self.port), "--metrics-port", str(self.metrics_port),
+               "--port", str(self.port), "--metrics-port", str(self.metrics_port), "--http-port", "-1",
                "--drain-timeout-seconds", str(DRAIN_TIMEOUT_S), *serve_args)
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
         self.stub = pb_grpc.InferenceStub(self.channel)

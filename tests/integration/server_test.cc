@@ -212,7 +212,7 @@ constexpr char kNoMetrics[] =
 double RequestsTotal(const ServerProcess& server, const std::string& status) {
   const std::optional<std::string> metrics = server.Metrics();
   if (!metrics.has_value()) return -1;
-  return MetricValue(*metrics, "inferd_requests_total{status=\"" + status + "\"}").value_or(-1);
+  return MetricValue(*metrics, "inferd_requests_total{protocol=\"grpc\",status=\"" + status + "\"}").value_or(-1);
 }
 
 // The first log line that holds `needle`, once there is one (5 s at most).

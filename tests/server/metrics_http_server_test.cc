@@ -192,7 +192,7 @@ TEST(MetricsPort, TenHalfSentRequestsDoNotDelayScrapes) {
     const std::string reply = Get(*port, "/metrics");
     const auto took = Clock::now() - start;
     ASSERT_EQ(StatusOf(reply), 200) << reply;
-    EXPECT_NE(reply.find("inferd_requests_total{status=\"ok\"} 0"), std::string::npos);
+    EXPECT_NE(reply.find("inferd_requests_total{protocol=\"grpc\",status=\"ok\"} 0"), std::string::npos);
     EXPECT_LT(took, std::chrono::milliseconds(100)) << "scrape " << i;
   }
 }

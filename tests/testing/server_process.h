@@ -254,7 +254,7 @@ inline std::optional<double> MetricValue(const std::string& text, const std::str
 // The server process.
 
 struct ServerOptions {
-  std::vector<std::string> flags;  // after `serve --host 127.0.0.1 --port 0 --metrics-port N`
+  std::vector<std::string> flags;  // after `serve --host 127.0.0.1 --port 0 --metrics-port N --http-port 0`
   int metrics_port = 0;            // 0: any free port (read from the log); -1: no metrics listener
   milliseconds ready_timeout{20000};
 };
@@ -271,8 +271,12 @@ class ServerProcess {
     server->log_path_ =
         temp_dir + "inferd_server_" + std::to_string(getpid()) + "_" + std::to_string(counter++) + ".log";
 
-    std::vector<std::string> args = {INFERD_BINARY, "serve", "--host",         "127.0.0.1",
-                                     "--port",      "0",     "--metrics-port", std::to_string(options.metrics_port)};
+    // --http-port 0: the HTTP API on a free port, so parallel tests never
+    // meet on its default 8000.
+    std::vector<std::string> args = {INFERD_BINARY, "serve",          "--host",
+                                     "127.0.0.1",   "--port",         "0",
+                                     "--metrics-port", std::to_string(options.metrics_port), "--http-port",
+                                     "0"};
     args.insert(args.end(), options.flags.begin(), options.flags.end());
     std::vector<char*> argv;
     for (std::string& arg : args) argv.push_back(arg.data());

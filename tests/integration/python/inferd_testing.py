@@ -148,7 +148,7 @@ class ServerExited(AssertionError):
 
 
 class InferdServer:
-    """One `inferd serve` process on free ports (gRPC and metrics), and its log."""
+    """One `inferd serve` process on free ports (gRPC, metrics, HTTP), and its log."""
 
     def __init__(self, *extra_args):
         self._log = tempfile.NamedTemporaryFile(prefix="inferd-python-test-", suffix=".log", delete=False)
@@ -156,10 +156,12 @@ class InferdServer:
         # Where the server logs (stdout or stderr) is not part of the API:
         # keep both, in order, in one file.
         self.process = subprocess.Popen(
-            [INFERD_BINARY, "serve", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", *extra_args],
+            [INFERD_BINARY, "serve", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--http-port", "0",
+             *extra_args],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
         self.port = None
         self.metrics_port = None
+        self.http_port = None  # the OpenAI HTTP API; None if the args turned it off
         self.channel = None
         self.stub = None
 
@@ -183,6 +185,8 @@ class InferdServer:
             raise
         except AssertionError as error:  # the timeout: say what was looked for, and show the log
             raise AssertionError(f"{error} ('listening on HOST:PORT', 'metrics on URL'):\n{self.log()}") from None
+        http_port = re.search(r"openai api on http://[^\s/]+:(\d+)/v1", self.log())
+        self.http_port = int(http_port.group(1)) if http_port else None
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
         self.stub = pb_grpc.InferenceStub(self.channel)
 

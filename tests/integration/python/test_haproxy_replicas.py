@@ -91,7 +91,7 @@ class Replica:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [INFERD_BINARY, "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                 "--metrics-port", str(self.metrics_port), "--model", MODEL,
+                 "--metrics-port", str(self.metrics_port), "--http-port", "-1", "--model", MODEL,
                  "--drain-timeout-seconds", str(DRAIN_TIMEOUT_S), "--kv-cache-memory-mb", "64"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
 

@@ -426,7 +426,7 @@ scrape_configs:
         expected = {"ok": 6, "invalid_argument": 1, "cancelled": 1}
         for status in STATUSES:
             with self.subTest(status=status):
-                self.assertEqual(self.query(f'inferd_requests_total{{job="{JOB}",status="{status}"}}'),
+                self.assertEqual(self.query(f'inferd_requests_total{{job="{JOB}",protocol="grpc",status="{status}"}}'),
                                  expected.get(status, 0))
         self.assertEqual(self.query(f'inferd_request_duration_seconds_count{{job="{JOB}"}}'), 7,
                          "admitted requests: the 6 completed and the cancelled one")
