@@ -3,14 +3,14 @@
 #include <array>
 #include <cstdint>
 
-#include "absl/container/flat_hash_map.h"
 
 namespace inferd {
 namespace {
 
 struct Tables {
   std::array<std::string, 256> to_char;
-  absl::flat_hash_map<uint32_t, unsigned char> from_code_point;
+  // Byte per code point of the alphabet (all below U+0144); -1 elsewhere.
+  std::array<int16_t, 0x144> from_code_point;
 };
 
 std::string EncodeUtf8(uint32_t cp) {
@@ -33,6 +33,7 @@ std::string EncodeUtf8(uint32_t cp) {
 const Tables& GetTables() {
   static const Tables* tables = [] {
     auto* t = new Tables;
+    t->from_code_point.fill(-1);
     uint32_t next = 256;
     for (uint32_t b = 0; b < 256; ++b) {
       const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
@@ -74,9 +75,8 @@ std::optional<std::string> FromByteLevel(std::string_view text) {
     } else {
       return std::nullopt;
     }
-    auto it = t.from_code_point.find(cp);
-    if (it == t.from_code_point.end()) return std::nullopt;
-    out += static_cast<char>(it->second);
+    if (cp >= t.from_code_point.size() || t.from_code_point[cp] < 0) return std::nullopt;
+    out += static_cast<char>(t.from_code_point[cp]);
   }
   return out;
 }

@@ -1,45 +1,47 @@
 #include "engine/tokenizer/sentencepiece_library.h"
 
-#include <sentencepiece_processor.h>
+#include <dlfcn.h>
 
-#include <utility>
+#include <cstdlib>
+#include <filesystem>
+#include <system_error>
 
 namespace inferd {
+namespace {
 
-struct SentencePieceLibrary::Impl {
-  sentencepiece::SentencePieceProcessor processor;
-};
+std::string FindModule() {
+  if (const char* path = std::getenv("INFERD_SENTENCEPIECE_MODULE"); path != nullptr && *path != '\0') return path;
+  std::error_code error;
+  const std::filesystem::path beside =
+      std::filesystem::read_symlink("/proc/self/exe", error).parent_path() / kSentencePieceModuleFile;
+  if (!error && std::filesystem::exists(beside)) return beside.string();
+  return INFERD_SENTENCEPIECE_MODULE;
+}
 
-SentencePieceLibrary::SentencePieceLibrary(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-SentencePieceLibrary::~SentencePieceLibrary() = default;
+// Loaded once; the handle stays open for the life of the process.
+SentencePieceModuleEntry Entry(std::string* error) {
+  static std::string* load_error = new std::string;
+  static const SentencePieceModuleEntry entry = [] {
+    const std::string path = FindModule();
+    void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    if (handle == nullptr) {
+      *load_error = std::string("cannot load ") + path + ": " + dlerror();
+      return SentencePieceModuleEntry{nullptr};
+    }
+    auto found = reinterpret_cast<SentencePieceModuleEntry>(dlsym(handle, kSentencePieceModuleEntry));
+    if (found == nullptr) *load_error = path + ": no " + kSentencePieceModuleEntry;
+    return found;
+  }();
+  if (entry == nullptr) *error = *load_error;
+  return entry;
+}
+
+}  // namespace
 
 std::unique_ptr<SentencePieceLibrary> SentencePieceLibrary::Load(const std::string& path, std::string* error) {
-  auto impl = std::make_unique<Impl>();
-  const sentencepiece::util::Status status = impl->processor.Load(path);
-  if (!status.ok()) {
-    *error = status.ToString();
-    return nullptr;
-  }
-  return std::unique_ptr<SentencePieceLibrary>(new SentencePieceLibrary(std::move(impl)));
+  SentencePieceModuleEntry entry = Entry(error);
+  if (entry == nullptr) return nullptr;
+  return std::unique_ptr<SentencePieceLibrary>(entry(path.c_str(), error));
 }
-
-std::vector<int> SentencePieceLibrary::Encode(std::string_view text) const {
-  std::vector<int> ids;
-  // Fails only on an unloaded model; a loaded one encodes any bytes.
-  impl_->processor.Encode(text, &ids).IgnoreError();
-  return ids;
-}
-
-std::string SentencePieceLibrary::DecodeIds(const std::vector<int>& ids) const {
-  return impl_->processor.DecodeIds(ids);
-}
-
-int SentencePieceLibrary::piece_size() const { return impl_->processor.GetPieceSize(); }
-const std::string& SentencePieceLibrary::IdToPiece(int id) const { return impl_->processor.IdToPiece(id); }
-bool SentencePieceLibrary::IsControl(int id) const { return impl_->processor.IsControl(id); }
-bool SentencePieceLibrary::IsUnknown(int id) const { return impl_->processor.IsUnknown(id); }
-bool SentencePieceLibrary::IsByte(int id) const { return impl_->processor.IsByte(id); }
-int SentencePieceLibrary::bos_id() const { return impl_->processor.bos_id(); }
-int SentencePieceLibrary::eos_id() const { return impl_->processor.eos_id(); }
 
 }  // namespace inferd
