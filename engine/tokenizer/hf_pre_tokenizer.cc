@@ -56,7 +56,7 @@ class ByteLevel : public HfPreTokenizer {
   void PreTokenize(std::vector<std::string>* words, bool first_section) const override {
     if (add_prefix_space_) {
       for (std::string& w : *words) {
-        if (w.empty() || w.front() != ' ') w.insert(0, " ");
+        if (w.empty() || w.front() != ' ') w = " " + w;
       }
     }
     if (split_ != nullptr) split_->PreTokenize(words, first_section);
@@ -81,7 +81,7 @@ class Metaspace : public HfPreTokenizer {
     for (std::string& word : *words) {
       std::string w = absl::StrReplaceAll(word, {{" ", replacement_}});
       const bool prepend = prepend_ == Prepend::kAlways || (prepend_ == Prepend::kFirst && first_section);
-      if (prepend && w.compare(0, replacement_.size(), replacement_) != 0) w.insert(0, replacement_);
+      if (prepend && w.compare(0, replacement_.size(), replacement_) != 0) w = replacement_ + w;
       if (!split_) {
         out.push_back(std::move(w));
         continue;

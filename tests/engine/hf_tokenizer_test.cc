@@ -8,6 +8,7 @@
 #include <ctime>
 #include <fstream>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -40,10 +41,35 @@ std::string Stream(const Tokenizer& tok, const std::vector<int>& ids, int prev) 
   return text + detok.Flush();
 }
 
-class HfReferenceTest : public ::testing::TestWithParam<std::string> {};
+std::string TestName(const ::testing::TestParamInfo<std::string>& info) {
+  std::string name = info.param;
+  for (char& ch : name) {
+    if (ch == '-') ch = '_';
+  }
+  return name;
+}
 
 // Encode ids (without and with the post-processor's specials), Decode and
 // the streamed decode, for every string of the corpus.
+void ExpectMatchesReference(const Tokenizer& tokenizer, const std::string& name) {
+  const Tokenizer* tok = &tokenizer;
+  const nlohmann::json expected =
+      ReadJson(std::string(INFERD_SOURCE_DIR) + "/tests/tokenizer_reference/expected/" + name + ".json");
+  ASSERT_GE(expected["cases"].size(), 40u);
+  for (const nlohmann::json& c : expected["cases"]) {
+    const std::string text = c["text"];
+    SCOPED_TRACE(::testing::Message() << name << ": \"" << text << "\"");
+    const std::vector<int> ids = c["ids"];
+    EXPECT_EQ(tok->Encode(text, false), ids);
+    EXPECT_EQ(tok->Encode(text, tok->AddsBosByDefault()), c["ids_with_special_tokens"].get<std::vector<int>>());
+    const std::string decoded = c["decoded_skip_special"];
+    EXPECT_EQ(tok->Decode(ids), decoded);
+    EXPECT_EQ(Stream(*tok, ids, -1), decoded);
+  }
+}
+
+class HfReferenceTest : public ::testing::TestWithParam<std::string> {};
+
 TEST_P(HfReferenceTest, MatchesHuggingFace) {
   const std::string dir = TokenizersDir() + GetParam();
   const double start = ThreadCpuSeconds();
@@ -54,30 +80,57 @@ TEST_P(HfReferenceTest, MatchesHuggingFace) {
   // CI loads each tokenizer once per test process; keep that cheap. CPU
   // time, not wall time: CI machines are shared.
   EXPECT_LT(load_s, 1.5) << "loading " << dir;
-
-  const nlohmann::json expected =
-      ReadJson(std::string(INFERD_SOURCE_DIR) + "/tests/tokenizer_reference/expected/" + GetParam() + ".json");
-  ASSERT_GE(expected["cases"].size(), 40u);
-  for (const nlohmann::json& c : expected["cases"]) {
-    const std::string text = c["text"];
-    SCOPED_TRACE(::testing::Message() << GetParam() << ": \"" << text << "\"");
-    const std::vector<int> ids = c["ids"];
-    EXPECT_EQ((*tok)->Encode(text, false), ids);
-    EXPECT_EQ((*tok)->Encode(text, (*tok)->AddsBosByDefault()), c["ids_with_special_tokens"].get<std::vector<int>>());
-    const std::string decoded = c["decoded_skip_special"];
-    EXPECT_EQ((*tok)->Decode(ids), decoded);
-    EXPECT_EQ(Stream(**tok, ids, -1), decoded);
-  }
+  ExpectMatchesReference(**tok, GetParam());
 }
 
 INSTANTIATE_TEST_SUITE_P(RealTokenizers, HfReferenceTest, ::testing::Values("llama3", "qwen3", "spm-bpe-32k"),
-                         [](const auto& info) {
-                           std::string name = info.param;
-                           for (char& ch : name) {
-                             if (ch == '-') ch = '_';
-                           }
-                           return name;
-                         });
+                         TestName);
+
+// tests/tokenizer_reference/variants.json: a real tokenizer.json with stages
+// replaced (Metaspace; GPT-2's ByteLevel regex with add_prefix_space), the
+// same overrides generate.mjs applied for the reference.
+class HfVariantTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(HfVariantTest, MatchesHuggingFace) {
+  const nlohmann::json variants = ReadJson(std::string(INFERD_SOURCE_DIR) + "/tests/tokenizer_reference/variants.json");
+  for (const nlohmann::json& v : variants) {
+    if (v["name"] != GetParam()) continue;
+    const std::string dir = TokenizersDir() + v["base"].get<std::string>();
+    nlohmann::json doc = ReadJson(dir + "/tokenizer.json");
+    for (const auto& [key, value] : v["override"].items()) doc[key] = value;
+    absl::StatusOr<std::unique_ptr<Tokenizer>> tok =
+        HfTokenizerFromJson(doc, ReadJson(dir + "/tokenizer_config.json"));
+    ASSERT_TRUE(tok.ok()) << tok.status();
+    ExpectMatchesReference(**tok, GetParam());
+    return;
+  }
+  FAIL() << "no variant " << GetParam();
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, HfVariantTest, ::testing::Values("spm-bpe-32k-metaspace", "qwen3-gpt2-prefix"),
+                         TestName);
+
+// Streamed text equals Decode for any ids: special tokens anywhere (the
+// Strip rule looks through them), clean-up across token boundaries, any
+// starting token. Ids whose text is a whole UTF-8 string keep Decode valid.
+TEST(HfTokenizer, StreamEqualsDecodeOnRandomIds) {
+  const std::string dir = TokenizersDir() + "spm-bpe-32k";
+  nlohmann::json config = ReadJson(dir + "/tokenizer_config.json");
+  config["clean_up_tokenization_spaces"] = true;
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tok = HfTokenizerFromJson(ReadJson(dir + "/tokenizer.json"), config);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  std::vector<int> pool = {0, 1, 2};  // <unk>, <s>, </s>
+  for (const char* text : {"Hello , world . I 'm sure you 're right ! Don 't ? It 's", "  a  b ' c n't 've"}) {
+    for (int id : (*tok)->Encode(text, false)) pool.push_back(id);
+  }
+  std::mt19937 rng(11);
+  for (int trial = 0; trial < 2000; ++trial) {
+    std::vector<int> ids(std::uniform_int_distribution<int>(0, 12)(rng));
+    for (int& id : ids) id = pool[std::uniform_int_distribution<size_t>(0, pool.size() - 1)(rng)];
+    const int prev = std::uniform_int_distribution<int>(0, 1)(rng) ? -1 : pool.back();
+    ASSERT_EQ(Stream(**tok, ids, prev), (*tok)->Decode(ids, prev)) << ::testing::PrintToString(ids);
+  }
+}
 
 // A small byte-level tokenizer.json written here, for the rules the real
 // files do not exercise.

@@ -12,10 +12,17 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const shared = process.env.INFERD_SHARED_DIR ?? path.join(here, '../../../shared');
 const corpus = JSON.parse(fs.readFileSync(path.join(here, 'corpus.json'), 'utf8'));
 
-for (const name of ['llama3', 'qwen3', 'spm-bpe-32k']) {
-  const dir = path.join(shared, 'models/tokenizers', name);
-  const tok = new Tokenizer(JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')),
-                            JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')));
+// variants.json: real tokenizers with some stages swapped for layouts the
+// three files do not use (the C++ test applies the same overrides).
+const variants = JSON.parse(fs.readFileSync(path.join(here, 'variants.json'), 'utf8'));
+const names = ['llama3', 'qwen3', 'spm-bpe-32k', ...variants.map((v) => v.name)];
+
+for (const name of names) {
+  const variant = variants.find((v) => v.name === name);
+  const dir = path.join(shared, 'models/tokenizers', variant ? variant.base : name);
+  const json = JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8'));
+  if (variant) Object.assign(json, variant.override);
+  const tok = new Tokenizer(json, JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')));
   const cases = corpus.map((text) => {
     const ids = tok.encode(text, { add_special_tokens: false }).ids;
     const with_special = tok.encode(text, { add_special_tokens: true }).ids;
