@@ -63,8 +63,9 @@ absl::StatusOr<BpeModel> BpeModel::FromJson(const nlohmann::json& config, const 
   model.vocab_.reserve(vocab.size());
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
     if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0 ||
-        it.value().get<int64_t>() >= (int64_t{1} << 30)) {
-      return absl::InvalidArgumentError(absl::StrCat(vocab_path, "[\"", it.key(), "\"]: expected an id >= 0"));
+        it.value().get<int64_t>() >= kMaxTokenId) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(vocab_path, "[\"", it.key(), "\"]: expected an id in [0, ", kMaxTokenId, ")"));
     }
     const int id = it.value().get<int>();
     if (static_cast<size_t>(id) >= model.pieces_.size()) model.pieces_.resize(id + 1);

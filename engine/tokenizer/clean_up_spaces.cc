@@ -31,7 +31,9 @@ std::string CleanUpTokenizationSpaces(std::string_view text) {
   // removed by pass 5 can make a match for a later pass ("x n ' t").
   for (const auto& [from, to] : kPasses) {
     if (out.find(from) == std::string::npos) continue;
-    out = absl::StrReplaceAll(out, {{absl::string_view(from.data(), from.size()), absl::string_view(to.data(), to.size())}});
+    // (Debian's absl::string_view is its own type, not std::string_view.)
+    out = absl::StrReplaceAll(
+        out, {{absl::string_view(from.data(), from.size()), absl::string_view(to.data(), to.size())}});
   }
   return out;
 }

@@ -1,12 +1,17 @@
 // Reading tokenizer.json fields with errors that name their JSON path.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "nlohmann/json_fwd.hpp"
 
 namespace inferd {
+
+// Token ids are below this (the largest real vocabularies have ~260k): ids
+// index tables, so an absurd id must not become an absurd allocation.
+inline constexpr int64_t kMaxTokenId = int64_t{1} << 24;
 
 // object[key] as a string; an error naming `json_path`.key when missing or
 // not a string.

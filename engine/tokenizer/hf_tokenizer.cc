@@ -147,8 +147,8 @@ absl::Status HfTokenizer::ReadAddedTokens(const nlohmann::json& json, const nloh
       const std::string path = absl::StrCat("added_tokens[", i, "]");
       AddedToken token;
       if (!t.contains("id") || !t["id"].is_number_integer() || t["id"].get<int64_t>() < 0 ||
-          t["id"].get<int64_t>() >= (int64_t{1} << 30)) {
-        return absl::InvalidArgumentError(absl::StrCat(path, ".id: expected an id >= 0"));
+          t["id"].get<int64_t>() >= kMaxTokenId) {
+        return absl::InvalidArgumentError(absl::StrCat(path, ".id: expected an id in [0, ", kMaxTokenId, ")"));
       }
       token.id = t["id"].get<int>();
       absl::StatusOr<std::string> content = JsonString(t, "content", path);

@@ -17,8 +17,8 @@ absl::StatusOr<Regex> Regex::Compile(std::string_view pattern) {
   if (code == nullptr) {
     PCRE2_UCHAR message[256];
     pcre2_get_error_message(error, message, sizeof(message));
-    return absl::InvalidArgumentError(absl::StrCat("regex \"", std::string(pattern), "\": ", reinterpret_cast<char*>(message),
-                                                   " at offset ", offset));
+    return absl::InvalidArgumentError(absl::StrCat("regex \"", std::string(pattern),
+                                                   "\": ", reinterpret_cast<char*>(message), " at offset ", offset));
   }
   // Without JIT (an unsupported CPU) the interpreter gives the same matches.
   pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);

@@ -198,6 +198,12 @@ TEST(HfTokenizer, ErrorsNameTheJsonPath) {
   EXPECT_NE(tok.status().message().find("pre_tokenizer.pattern"), std::string::npos) << tok.status();
 
   doc = TinyByteLevel();
+  doc["added_tokens"][1]["id"] = int64_t{1} << 40;  // would size tables by it
+  tok = HfTokenizerFromJson(doc, nullptr);
+  ASSERT_FALSE(tok.ok());
+  EXPECT_NE(tok.status().message().find("added_tokens[1].id"), std::string::npos) << tok.status();
+
+  doc = TinyByteLevel();
   tok = HfTokenizerFromJson(doc, nlohmann::json{{"bos_token", "<nope>"}});
   ASSERT_FALSE(tok.ok());
   EXPECT_NE(tok.status().message().find("tokenizer_config.json: bos_token"), std::string::npos) << tok.status();
