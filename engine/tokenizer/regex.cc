@@ -58,8 +58,14 @@ Regex::Searcher::~Searcher() { pcre2_match_data_free(static_cast<pcre2_match_dat
 bool Regex::Searcher::Find(std::string_view text, size_t start, Match* match) {
   auto* data = static_cast<pcre2_match_data*>(match_data_);
   // Text is checked for valid UTF-8 once, by the tokenizer, not per search.
-  const int rc = pcre2_match(regex_.code_.get(), reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), start,
-                             PCRE2_NO_UTF_CHECK, data, nullptr);
+  int rc = pcre2_match(regex_.code_.get(), reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), start,
+                       PCRE2_NO_UTF_CHECK, data, nullptr);
+  if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
+    // The JIT's fixed stack can run out on a huge run of one class; the
+    // interpreter backtracks on the heap.
+    rc = pcre2_match(regex_.code_.get(), reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), start,
+                     PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, data, nullptr);
+  }
   if (rc < 0) return false;
   const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(data);
   match->begin = ovector[0];

@@ -232,3 +232,31 @@ TEST(HfTokenizer, InvalidUtf8IsRepaired) {
 
 }  // namespace
 }  // namespace inferd
+
+namespace inferd {
+namespace {
+
+// Long runs of one character (the regexes' \s+, \p{L}+ and lookahead meet
+// them whole; SentencePiece-style BPE sees one giant word) encode quickly,
+// completely and round-trip.
+TEST(HfTokenizer, LongRunsEncodeAndRoundTrip) {
+  for (const std::string name : {"llama3", "spm-bpe-32k"}) {
+    const std::string dir = TokenizersDir() + name;
+    absl::StatusOr<std::unique_ptr<Tokenizer>> tok =
+        LoadHfTokenizer(dir + "/tokenizer.json", dir + "/tokenizer_config.json");
+    ASSERT_TRUE(tok.ok()) << tok.status();
+    for (const std::string unit : {"a", " ", "\n", "7", "\xF0\x9F\x98\x80", " a", "\t\n "}) {
+      std::string text;
+      while (text.size() < (256 << 10)) text += unit;
+      const double start = ThreadCpuSeconds();
+      const std::vector<int> ids = (*tok)->Encode(text, false);
+      const double seconds = ThreadCpuSeconds() - start;
+      SCOPED_TRACE(::testing::Message() << name << ", unit \"" << unit << "\"");
+      EXPECT_LT(seconds, 1.0);
+      EXPECT_EQ((*tok)->Decode(ids), text);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace inferd
