@@ -313,8 +313,18 @@ void Engine::SampleAndUpdate(const SchedulerOutput& scheduled) {
       continue;
     }
     if (reason != FinishReason::kStopString) {
-      // Held-back bytes and text are released at the end.
-      out.text += sequence->stop_matcher.Push(sequence->detokenizer.Flush(), /*check=*/false).released;
+      // Held-back bytes and text are released at the end. The detokenizer may
+      // have held whole words (a space the clean-up could still remove), so
+      // a stop string can still match in them.
+      const StopStringMatcher::Result tail = sequence->stop_matcher.Push(
+          sequence->detokenizer.Flush(), sequence->num_output() >= stopping.min_tokens);
+      out.text += tail.released;
+      if (tail.matched >= 0) {
+        reason = FinishReason::kStopString;
+        out.matched_stop = sequence->stop_matcher.stop_string(tail.matched);
+      } else {
+        out.text += sequence->stop_matcher.Flush();
+      }
     }
     out.finish_reason = reason;
     Finish(sequence, std::move(out), absl::OkStatus());

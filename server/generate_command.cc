@@ -109,7 +109,7 @@ int RunGenerate(const GenerateOptions& options) {
   std::vector<Completion> completions(prompts->size());
   for (size_t i = 0; i < prompts->size(); ++i) {
     Completion& c = completions[i];
-    c.prompt_ids = model->tokenizer->Encode((*prompts)[i], /*add_bos=*/true);
+    c.prompt_ids = model->tokenizer->Encode((*prompts)[i], model->tokenizer->AddsBosByDefault());
     Request request;
     request.id = std::to_string(i);
     request.prompt_ids = c.prompt_ids;

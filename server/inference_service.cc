@@ -164,7 +164,10 @@ grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext
   if (!engine.ok()) return FinishNow(context, ToGrpcStatus(engine.status()));
   const Tokenizer& tokenizer = (*engine)->tokenizer();
   v1::TokenizeResponse out;
-  for (int id : tokenizer.Encode(proto.text(), proto.has_add_bos() ? proto.add_bos() : true)) {
+  const std::vector<int> ids = tokenizer.Encode(
+      proto.text(), {.add_bos = proto.has_add_bos() ? proto.add_bos() : tokenizer.AddsBosByDefault(),
+                     .parse_special = limits_.parse_special_tokens});
+  for (int id : ids) {
     out.add_token_ids(id);
     out.add_pieces(tokenizer.Piece(id));
   }

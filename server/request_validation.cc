@@ -88,7 +88,10 @@ absl::StatusOr<Request> ToEngineRequest(const v1::GenerateRequest& in, const Mod
   switch (in.prompt_case()) {
     case v1::GenerateRequest::kText:
       if (in.text().empty()) return Invalid("text", "the prompt is empty");
-      out.prompt_ids = tokenizer.Encode(in.text(), in.has_add_bos() ? in.add_bos() : true);
+      out.prompt_ids = tokenizer.Encode(
+          in.text(), {.add_bos = in.has_add_bos() ? in.add_bos() : tokenizer.AddsBosByDefault(),
+                      .parse_special = limits.parse_special_tokens});
+      if (out.prompt_ids.empty()) return Invalid("text", "the prompt encodes to no tokens");
       break;
     case v1::GenerateRequest::kTokenIds:
       if (in.token_ids().ids().empty()) return Invalid("token_ids", "the prompt is empty");

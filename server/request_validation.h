@@ -23,6 +23,9 @@ struct RequestLimits {
   int max_request_id_bytes = 256;
   int queue_full_retry_delay_ms = 500;  // the RetryInfo sent with RESOURCE_EXHAUSTED
   std::string server_version;
+  // Special-token text in a text prompt becomes the special token
+  // (config key tokenizer_parse_special).
+  bool parse_special_tokens = true;
 };
 
 absl::StatusOr<Request> ToEngineRequest(const v1::GenerateRequest& in, const ModelConfig& model,

@@ -115,7 +115,8 @@ int RunServe(ServerConfig config) {
                        .max_stop_string_bytes = config.max_stop_string_bytes,
                        .max_logprobs = config.max_logprobs,
                        .queue_full_retry_delay_ms = config.queue_full_retry_delay_ms,
-                       .server_version = INFERD_VERSION};
+                       .server_version = INFERD_VERSION,
+                       .parse_special_tokens = config.tokenizer_parse_special};
   InferenceService service(limits, {&logger, &metrics});
 
   // The OpenAI-compatible HTTP API answers from the start (503 while the

@@ -63,6 +63,9 @@ const std::vector<KeySpec>& Table() {
   static const auto* const table = new std::vector<KeySpec>{
       {"model", kEngine, StringKey{&C::model}, "model directory or file (default: the bundled models/stories260K)"},
       {"tokenizer", kEngine, StringKey{&C::tokenizer}, "tokenizer file (default: beside the model)"},
+      {"tokenizer_parse_special", kEngine, BoolKey{&C::tokenizer_parse_special},
+       "special-token text in a text prompt (\"<|im_start|>\") becomes that special token, as Hugging Face does; "
+       "false: it is tokenized as plain text"},
       {"backend", kEngine, StringKey{&C::backend, {"cpu", "cuda", "auto"}},
        "compute backend: cpu, cuda, or auto (cuda when a GPU is usable)"},
       {"dtype", kEngine, StringKey{&C::dtype, {"auto", "float32", "bfloat16", "float16"}},

@@ -4,6 +4,9 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+
+#include "engine/tokenizer/clean_up_spaces.h"
 
 namespace inferd {
 namespace {
@@ -57,7 +60,7 @@ IncrementalDetokenizer::IncrementalDetokenizer(const Tokenizer* tokenizer,
 // does not depend on how the bytes are split into tokens.
 std::string IncrementalDetokenizer::Append(int token) {
   pending_.append(tokenizer_->DecodeToken(prev_token_, token));
-  prev_token_ = token;
+  if (!tokenizer_->IsSpecial(token)) prev_token_ = token;
 
   const auto* bytes = reinterpret_cast<const uint8_t*>(pending_.data());
   const size_t size = pending_.size();
@@ -88,6 +91,15 @@ std::string IncrementalDetokenizer::Append(int token) {
     }
   }
   pending_.erase(0, i);
+  return CleanUp(std::move(out), /*final=*/false);
+}
+
+std::string IncrementalDetokenizer::CleanUp(std::string text, bool final) {
+  if (!tokenizer_->CleansUpSpaces()) return text;
+  held_.append(text);
+  const size_t cut = final ? held_.size() : CleanUpSafePrefix(held_);
+  std::string out = CleanUpTokenizationSpaces(std::string_view(held_).substr(0, cut));
+  held_.erase(0, cut);
   return out;
 }
 
@@ -95,9 +107,10 @@ std::string IncrementalDetokenizer::Append(int token) {
 // maximal subpart, so it becomes a single U+FFFD (as a lossy decode of the
 // whole text would give).
 std::string IncrementalDetokenizer::Flush() {
-  if (pending_.empty()) return "";
+  std::string rest;
+  if (!pending_.empty()) rest = kReplacement;
   pending_.clear();
-  return std::string(kReplacement);
+  return CleanUp(std::move(rest), /*final=*/true);
 }
 
 }  // namespace inferd

@@ -1,6 +1,8 @@
 // Turns a stream of token ids into a stream of text deltas that are always
 // valid UTF-8: bytes of a character split across tokens wait for the token
-// that completes it.
+// that completes it. For tokenizers that clean up spaces, text that a later
+// token could still change (a trailing " " before a possible ".") waits too,
+// so the deltas always add up to the lossy UTF-8 of Tokenizer::Decode.
 #pragma once
 
 #include <string>
@@ -21,14 +23,17 @@ class IncrementalDetokenizer {
   // comes out as U+FFFD, one per bad byte, as soon as it is known to be bad.
   std::string Append(int token);
 
-  // The held-back bytes of an unfinished character, as U+FFFD; call once at
-  // the end of the sequence.
+  // What was held back: the bytes of an unfinished character as U+FFFD, and
+  // text waiting for the clean-up; call once at the end of the sequence.
   std::string Flush();
 
  private:
   const Tokenizer* tokenizer_;
   int prev_token_;
   std::string pending_;  // bytes of an incomplete character
+  std::string held_;     // valid text not yet cleaned up (CleansUpSpaces only)
+  // Emits the part of held_ + `text` that the clean-up can no longer change.
+  std::string CleanUp(std::string text, bool final);
 };
 
 }  // namespace inferd

@@ -180,10 +180,11 @@ absl::StatusOr<Llama2cTokenizer> Llama2cTokenizer::FromVocab(std::vector<std::st
   return tok;
 }
 
-std::vector<int> Llama2cTokenizer::Encode(std::string_view text, bool add_bos) const {
+// llama2.c has no special-token text to parse: `parse_special` changes nothing.
+std::vector<int> Llama2cTokenizer::Encode(std::string_view text, const EncodeOptions& options) const {
   std::vector<int> ids;
   ids.reserve(text.size() + 2);
-  if (add_bos) ids.push_back(kBosId);
+  if (options.add_bos) ids.push_back(kBosId);
   if (!text.empty()) {
     if (auto it = piece_to_id_.find(absl::string_view(" ")); it != piece_to_id_.end()) {
       ids.push_back(it->second);

@@ -36,7 +36,8 @@ class Llama2cTokenizer : public Tokenizer {
   // code points (byte tokens for those not in the vocabulary), then BPE
   // merges by score (the leftmost pair on ties), as llama2.c encodes.
   // Runs in O(n log n) in the text length.
-  std::vector<int> Encode(std::string_view text, bool add_bos) const override;
+  using Tokenizer::Encode;
+  std::vector<int> Encode(std::string_view text, const EncodeOptions& options) const override;
 
   // The bytes token `token` stands for when it follows `prev_token`: the
   // leading space of a piece right after BOS is dropped, <0xXX> pieces are

@@ -58,6 +58,7 @@ const std::map<std::string, std::string>& SampleValues() {
   static const auto* const values = new std::map<std::string, std::string>{
       {"model", "models/other"},
       {"tokenizer", "tok.bin"},
+      {"tokenizer_parse_special", "false"},
       {"backend", "auto"},
       {"dtype", "bfloat16"},
       {"gpu_memory_utilization", "0.5"},
@@ -107,6 +108,7 @@ TEST(ServerConfigTest, DefaultsWhenNothingIsGiven) {
   EXPECT_EQ(config->port, 50051);
   EXPECT_EQ(config->metrics_port, 9400);
   EXPECT_TRUE(config->prefix_caching);
+  EXPECT_TRUE(config->tokenizer_parse_special);  // as Hugging Face: special-token text is parsed
   EXPECT_TRUE(ValidateServerConfig(ServerConfig{}).ok());
 }
 
