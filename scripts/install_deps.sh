@@ -12,7 +12,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-grpcio python3-protobuf
   prometheus
-  haproxy python3-yaml
+  haproxy python3-yaml python3-numpy
 )
 
 # kubectl renders deploy/kubernetes (kubectl kustomize); Debian packages it

@@ -5,14 +5,75 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "engine/cpu/matmul.h"
 
 namespace inferd {
 
+using cpu::DequantizeRow;
 using cpu::Dot;
 using cpu::MatMul;
+
+namespace {
+
+// A tensor the forward pass reads must have the shape the config implies;
+// `matrix` tensors may be of any WeightType, the others must be F32.
+absl::Status CheckTensor(const std::string& name, const Tensor& t, int64_t rows, int64_t cols, bool matrix) {
+  if (t.empty()) return absl::InvalidArgumentError(absl::StrCat("CpuBackend: tensor ", name, " is missing"));
+  if (t.rows != rows || t.cols != cols) {
+    return absl::InvalidArgumentError(absl::StrCat("CpuBackend: tensor ", name, " is [", t.rows, "][", t.cols,
+                                                   "], expected [", rows, "][", cols, "]"));
+  }
+  if (!matrix && t.type != WeightType::kF32) {
+    return absl::InvalidArgumentError(absl::StrCat("CpuBackend: tensor ", name, " is ", std::string(WeightTypeName(t.type)),
+                                                   ", expected float32"));
+  }
+  if (t.type == WeightType::kQ8_0 && cols % kQ8_0BlockSize != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("CpuBackend: q8_0 tensor ", name, " has ", cols,
+                                                   " columns, not a multiple of ", kQ8_0BlockSize));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckWeights(const ModelWeights& w) {
+  const ModelConfig& c = w.config;
+  if (absl::Status s = c.Validate("CpuBackend"); !s.ok()) return s;
+  if (static_cast<int>(w.layers.size()) != c.n_layers) {
+    return absl::InvalidArgumentError(absl::StrCat("CpuBackend: ", w.layers.size(), " layers of weights for ",
+                                                   c.n_layers, " in the config"));
+  }
+  const int64_t d = c.dim, q = c.q_dim(), kv = c.kv_dim(), h = c.hidden_dim, hd = c.head_dim();
+  absl::Status s = CheckTensor("token_embedding", w.token_embedding, c.vocab_size, d, true);
+  if (s.ok()) s = CheckTensor("rms_final", w.rms_final, 1, d, false);
+  if (s.ok()) s = CheckTensor("wcls", w.wcls, c.vocab_size, d, true);
+  for (int i = 0; i < c.n_layers && s.ok(); ++i) {
+    const LayerWeights& l = w.layers[i];
+    const std::string p = absl::StrCat("layers.", i, ".");
+    struct Expected {
+      const char* name;
+      const Tensor* t;
+      int64_t rows, cols;
+      bool matrix;
+    };
+    std::vector<Expected> expected = {
+        {"rms_att", &l.rms_att, 1, d, false}, {"wq", &l.wq, q, d, true},        {"wk", &l.wk, kv, d, true},
+        {"wv", &l.wv, kv, d, true},           {"wo", &l.wo, d, q, true},        {"rms_ffn", &l.rms_ffn, 1, d, false},
+        {"w1", &l.w1, h, d, true},            {"w2", &l.w2, d, h, true},        {"w3", &l.w3, h, d, true}};
+    if (c.attention_bias) {
+      expected.insert(expected.end(), {{"bq", &l.bq, 1, q, false}, {"bk", &l.bk, 1, kv, false}, {"bv", &l.bv, 1, kv, false}});
+    }
+    if (c.qk_norm) expected.insert(expected.end(), {{"q_norm", &l.q_norm, 1, hd, false}, {"k_norm", &l.k_norm, 1, hd, false}});
+    for (const Expected& e : expected) {
+      if (s = CheckTensor(p + e.name, *e.t, e.rows, e.cols, e.matrix); !s.ok()) break;
+    }
+  }
+  return s;
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(std::shared_ptr<const ModelWeights> weights,
                                                                const KvCacheConfig& kv_config) {
@@ -21,11 +82,7 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(std::shared_ptr<c
     return absl::InvalidArgumentError(absl::StrCat("CpuBackend: invalid KV cache of ", kv_config.num_blocks,
                                                    " blocks of ", kv_config.block_size, " tokens"));
   }
-  const ModelConfig& c = weights->config;
-  if (weights->dtype != WeightType::kF32 || c.attention_bias || c.qk_norm || c.q_dim() != c.dim) {
-    return absl::UnimplementedError(absl::StrCat("CpuBackend: ", c.name, " (", c.architecture,
-                                                 ") needs model features the CPU backend lacks"));
-  }
+  if (absl::Status s = CheckWeights(*weights); !s.ok()) return s;
   return std::unique_ptr<CpuBackend>(new CpuBackend(std::move(weights), kv_config));
 }
 
@@ -120,10 +177,10 @@ void CpuBackend::EnsureWorkspace(int num_tokens, int num_logit_rows) {
     const size_t t = num_tokens;
     x_.resize(t * c.dim);
     xb_.resize(t * c.dim);
-    q_.resize(t * c.dim);
+    q_.resize(t * c.q_dim());
     k_.resize(t * c.kv_dim());
     v_.resize(t * c.kv_dim());
-    att_out_.resize(t * c.dim);
+    att_out_.resize(t * c.q_dim());
     hb_.resize(t * c.hidden_dim);
     hb2_.resize(t * c.hidden_dim);
     token_sequence_.resize(t);
@@ -136,16 +193,10 @@ void CpuBackend::EnsureWorkspace(int num_tokens, int num_logit_rows) {
 absl::Status CpuBackend::Forward(const StepBatch& batch, absl::Span<float> logits) {
   if (absl::Status s = CheckBatch(batch, logits); !s.ok()) return s;
   if (batch.num_tokens() == 0) return absl::OkStatus();
-  const ModelConfig& c = weights_->config;
   const int n = batch.num_tokens();
   EnsureWorkspace(n, batch.num_logit_rows());
-
-  // Token embedding.
-  for (int t = 0; t < n; ++t) {
-    std::memcpy(&x_[static_cast<size_t>(t) * c.dim],
-                weights_->token_embedding.f32() + static_cast<size_t>(batch.token_ids[t]) * c.dim, c.dim * sizeof(float));
-  }
-  for (int layer = 0; layer < c.n_layers; ++layer) {
+  Embed(batch);
+  for (int layer = 0; layer < weights_->config.n_layers; ++layer) {
     AttentionBlock(layer, batch);
     FeedForwardBlock(layer, n);
   }
@@ -153,21 +204,45 @@ absl::Status CpuBackend::Forward(const StepBatch& batch, absl::Span<float> logit
   return absl::OkStatus();
 }
 
-// x += Wo · attention(RoPE(Wq·norm(x)), RoPE(Wk·norm(x)), Wv·norm(x))
+// x = the token embedding rows, widened from their stored type.
+void CpuBackend::Embed(const StepBatch& batch) {
+  const int dim = weights_->config.dim;
+  for (int t = 0; t < batch.num_tokens(); ++t) {
+    DequantizeRow(weights_->token_embedding, batch.token_ids[t], &x_[static_cast<size_t>(t) * dim]);
+  }
+}
+
+// x += Wo · attention(RoPE(norm_q(Wq·norm(x) + bq)), RoPE(norm_k(Wk·norm(x) + bk)), Wv·norm(x) + bv)
 void CpuBackend::AttentionBlock(int layer, const StepBatch& batch) {
   const ModelConfig& c = weights_->config;
   const LayerWeights& w = weights_->layers[layer];
   const int n = batch.num_tokens();
-  RmsNorm(x_.data(), w.rms_att.f32(), n, xb_.data());
-  MatMul(xb_.data(), n, c.dim, w.wq.f32(), c.dim, q_.data());
-  MatMul(xb_.data(), n, c.dim, w.wk.f32(), c.kv_dim(), k_.data());
-  MatMul(xb_.data(), n, c.dim, w.wv.f32(), c.kv_dim(), v_.data());
+  RmsNorm(x_.data(), w.rms_att.f32(), n, c.dim, xb_.data());
+  QkvProjections(layer, n);
+  if (c.qk_norm) {
+    RmsNorm(q_.data(), w.q_norm.f32(), n * c.n_heads, c.head_dim(), q_.data());
+    RmsNorm(k_.data(), w.k_norm.f32(), n * c.n_kv_heads, c.head_dim(), k_.data());
+  }
   Rope(q_.data(), c.n_heads, batch.positions.data(), n);
   Rope(k_.data(), c.n_kv_heads, batch.positions.data(), n);
   WriteKv(layer, batch);
   Attend(layer, batch);
-  MatMul(att_out_.data(), n, c.dim, w.wo.f32(), c.dim, xb_.data());
-  for (size_t i = 0; i < static_cast<size_t>(n) * c.dim; ++i) x_[i] += xb_[i];
+  MatMul(att_out_.data(), n, w.wo, xb_.data());
+  AddRows(xb_.data(), n, c.dim, x_.data());
+}
+
+// q, k, v = W·xb (+ b where the model has q/k/v biases).
+void CpuBackend::QkvProjections(int layer, int num_tokens) {
+  const ModelConfig& c = weights_->config;
+  const LayerWeights& w = weights_->layers[layer];
+  MatMul(xb_.data(), num_tokens, w.wq, q_.data());
+  MatMul(xb_.data(), num_tokens, w.wk, k_.data());
+  MatMul(xb_.data(), num_tokens, w.wv, v_.data());
+  if (c.attention_bias) {
+    AddBias(w.bq.f32(), num_tokens, c.q_dim(), q_.data());
+    AddBias(w.bk.f32(), num_tokens, c.kv_dim(), k_.data());
+    AddBias(w.bv.f32(), num_tokens, c.kv_dim(), v_.data());
+  }
 }
 
 // Appends this step's K and V into the sequences' blocks.
@@ -190,6 +265,7 @@ void CpuBackend::WriteKv(int layer, const StepBatch& batch) {
 void CpuBackend::Attend(int layer, const StepBatch& batch) {
   const ModelConfig& c = weights_->config;
   const int head_dim = c.head_dim();
+  const int q_dim = c.q_dim();
   const int group = c.n_heads / c.n_kv_heads;
   const int bs = kv_config_.block_size;
   const float sqrt_head_dim = sqrtf(static_cast<float>(head_dim));
@@ -209,7 +285,7 @@ void CpuBackend::Attend(int layer, const StepBatch& batch) {
     const SequenceSlice& s = batch.sequences[token_sequence_[t]];
     const int kv_offset = (h / group) * head_dim;
     const int pos = batch.positions[t];
-    const float* q = &q_[static_cast<size_t>(t) * c.dim + h * head_dim];
+    const float* q = &q_[static_cast<size_t>(t) * q_dim + h * head_dim];
     float* scores = &scores_[static_cast<size_t>(omp_get_thread_num()) * c.max_seq_len];
     float max_score = -INFINITY;
     for (int p = 0; p <= pos; ++p) {
@@ -222,7 +298,7 @@ void CpuBackend::Attend(int layer, const StepBatch& batch) {
       scores[p] = expf(scores[p] - max_score);
       sum += scores[p];
     }
-    float* out = &att_out_[static_cast<size_t>(t) * c.dim + h * head_dim];
+    float* out = &att_out_[static_cast<size_t>(t) * q_dim + h * head_dim];
     std::fill_n(out, head_dim, 0.0f);
     for (int p = 0; p <= pos; ++p) {
       const float a = scores[p] / sum;
@@ -236,17 +312,17 @@ void CpuBackend::Attend(int layer, const StepBatch& batch) {
 void CpuBackend::FeedForwardBlock(int layer, int num_tokens) {
   const ModelConfig& c = weights_->config;
   const LayerWeights& w = weights_->layers[layer];
-  RmsNorm(x_.data(), w.rms_ffn.f32(), num_tokens, xb_.data());
-  MatMul(xb_.data(), num_tokens, c.dim, w.w1.f32(), c.hidden_dim, hb_.data());
-  MatMul(xb_.data(), num_tokens, c.dim, w.w3.f32(), c.hidden_dim, hb2_.data());
+  RmsNorm(x_.data(), w.rms_ffn.f32(), num_tokens, c.dim, xb_.data());
+  MatMul(xb_.data(), num_tokens, w.w1, hb_.data());
+  MatMul(xb_.data(), num_tokens, w.w3, hb2_.data());
   const size_t total = static_cast<size_t>(num_tokens) * c.hidden_dim;
   for (size_t i = 0; i < total; ++i) {
     float g = hb_[i];
     g *= 1.0f / (1.0f + expf(-g));
     hb_[i] = g * hb2_[i];
   }
-  MatMul(hb_.data(), num_tokens, c.hidden_dim, w.w2.f32(), c.dim, xb_.data());
-  for (size_t i = 0; i < static_cast<size_t>(num_tokens) * c.dim; ++i) x_[i] += xb_[i];
+  MatMul(hb_.data(), num_tokens, w.w2, xb_.data());
+  AddRows(xb_.data(), num_tokens, c.dim, x_.data());
 }
 
 // Final norm and classifier, only for the last token of sequences that want
@@ -257,28 +333,40 @@ void CpuBackend::Classifier(const StepBatch& batch, absl::Span<float> logits) {
   for (const SequenceSlice& s : batch.sequences) {
     if (!s.need_logits) continue;
     const int t = s.token_start + s.num_tokens - 1;
-    RmsNorm(&x_[static_cast<size_t>(t) * c.dim], weights_->rms_final.f32(), 1, &logit_rows_[static_cast<size_t>(rows) * c.dim]);
+    RmsNorm(&x_[static_cast<size_t>(t) * c.dim], weights_->rms_final.f32(), 1, c.dim,
+            &logit_rows_[static_cast<size_t>(rows) * c.dim]);
     ++rows;
   }
-  if (rows > 0) MatMul(logit_rows_.data(), rows, c.dim, weights_->wcls.f32(), c.vocab_size, logits.data());
+  if (rows > 0) MatMul(logit_rows_.data(), rows, weights_->wcls, logits.data());
 }
 
-void CpuBackend::RmsNorm(const float* x, const float* weight, int rows, float* out) const {
-  const int dim = weights_->config.dim;
+// Each of `rows` vectors of `size` floats, normalized by its root mean
+// square and scaled by `weight` (in place when out == x).
+void CpuBackend::RmsNorm(const float* x, const float* weight, int rows, int size, float* out) const {
   const float eps = weights_->config.rms_norm_eps;
   for (int r = 0; r < rows; ++r) {
-    const float* xr = x + static_cast<size_t>(r) * dim;
-    float* o = out + static_cast<size_t>(r) * dim;
+    const float* xr = x + static_cast<size_t>(r) * size;
+    float* o = out + static_cast<size_t>(r) * size;
     float ss = 0.0f;
-    for (int i = 0; i < dim; ++i) ss += xr[i] * xr[i];
-    ss /= dim;
+    for (int i = 0; i < size; ++i) ss += xr[i] * xr[i];
+    ss /= size;
     ss += eps;
     ss = 1.0f / sqrtf(ss);
-    for (int i = 0; i < dim; ++i) o[i] = weight[i] * (ss * xr[i]);
+    for (int i = 0; i < size; ++i) o[i] = weight[i] * (ss * xr[i]);
   }
 }
 
-// Rotates adjacent pairs (x[2i], x[2i+1]) of every head by pos * theta^(-2i/d).
+void CpuBackend::AddBias(const float* bias, int rows, int size, float* out) {
+  for (int r = 0; r < rows; ++r) {
+    for (int i = 0; i < size; ++i) out[static_cast<size_t>(r) * size + i] += bias[i];
+  }
+}
+
+void CpuBackend::AddRows(const float* delta, int rows, int size, float* x) {
+  for (size_t i = 0; i < static_cast<size_t>(rows) * size; ++i) x[i] += delta[i];
+}
+
+// Rotates adjacent pairs (x[2i], x[2i+1]) of every head by pos * inv_freq[i].
 void CpuBackend::Rope(float* vectors, int num_heads, const int* positions, int num_tokens) const {
   const int head_dim = weights_->config.head_dim();
   const int half = head_dim / 2;

@@ -1,5 +1,8 @@
-// The CPU backend: the Llama forward pass in fp32 over a paged KV cache. It is
-// the reference every other backend is tested against.
+// The CPU backend: the Llama-family forward pass over a paged KV cache, with
+// weights held in their stored dtype (F32, F16, BF16, Q8_0; matrix kernels in
+// kernels.h) and activations in fp32. It reads ModelConfig's architecture
+// switches (q/k/v biases, q/k norms, head_dim, RoPE scaling). It is the
+// reference every other backend is tested against.
 #pragma once
 
 #include <memory>
@@ -23,7 +26,7 @@ class CpuBackend final : public Backend {
   const ModelConfig& config() const override { return weights_->config; }
   const KvCacheConfig& kv_config() const override { return kv_config_; }
   std::string_view name() const override { return "cpu"; }
-  std::string_view dtype() const override { return "float32"; }
+  std::string_view dtype() const override { return WeightTypeName(weights_->dtype); }
 
   // Read access to the cache, for tests: the K (or V) vector of `layer` at
   // slot `slot_in_block` of physical `block`.
@@ -36,14 +39,18 @@ class CpuBackend final : public Backend {
   absl::Status CheckBatch(const StepBatch& batch, absl::Span<float> logits) const;
   void EnsureWorkspace(int num_tokens, int num_logit_rows);
 
-  // The blocks of one layer, in the order they run.
+  // The blocks of the forward pass, in the order they run.
+  void Embed(const StepBatch& batch);
   void AttentionBlock(int layer, const StepBatch& batch);
+  void QkvProjections(int layer, int num_tokens);
   void WriteKv(int layer, const StepBatch& batch);
   void Attend(int layer, const StepBatch& batch);
   void FeedForwardBlock(int layer, int num_tokens);
   void Classifier(const StepBatch& batch, absl::Span<float> logits);
 
-  void RmsNorm(const float* x, const float* weight, int rows, float* out) const;
+  void RmsNorm(const float* x, const float* weight, int rows, int size, float* out) const;
+  static void AddBias(const float* bias, int rows, int size, float* out);
+  static void AddRows(const float* delta, int rows, int size, float* x);
   void Rope(float* vectors, int num_heads, const int* positions, int num_tokens) const;
   size_t PoolOffset(int block, int slot_in_block) const;
 

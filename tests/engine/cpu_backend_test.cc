@@ -11,6 +11,7 @@
 
 #include "engine/model/dummy_weights.h"
 #include "engine/model/model_loader.h"
+#include "tests/testing/cpu_test_models.h"
 
 namespace inferd {
 namespace {
@@ -161,8 +162,7 @@ TEST_P(CpuBackendTest, PagedDecodeMatchesContiguousReference) {
   }
 }
 
-TEST_P(CpuBackendTest, PrefillEqualsSingleTokenSteps) {
-  auto weights = Weights();
+void ExpectPrefillEqualsSingleTokenSteps(std::shared_ptr<const ModelWeights> weights) {
   const ModelConfig& c = weights->config;
   const int n = 45;
   const std::vector<int> tokens = RandomTokens(n, c.vocab_size, 3);
@@ -194,8 +194,7 @@ TEST_P(CpuBackendTest, PrefillEqualsSingleTokenSteps) {
 
 // Sequences of different lengths, prefill chunks and decodes in one step
 // give each sequence exactly the logits it gets alone.
-TEST_P(CpuBackendTest, MixedBatchEqualsEachSequenceAlone) {
-  auto weights = Weights();
+void ExpectMixedBatchEqualsEachSequenceAlone(std::shared_ptr<const ModelWeights> weights) {
   const ModelConfig& c = weights->config;
   struct Seq {
     std::vector<int> tokens;
@@ -247,7 +246,42 @@ TEST_P(CpuBackendTest, MixedBatchEqualsEachSequenceAlone) {
   }
 }
 
+TEST_P(CpuBackendTest, PrefillEqualsSingleTokenSteps) { ExpectPrefillEqualsSingleTokenSteps(Weights()); }
+
+TEST_P(CpuBackendTest, MixedBatchEqualsEachSequenceAlone) { ExpectMixedBatchEqualsEachSequenceAlone(Weights()); }
+
 INSTANTIATE_TEST_SUITE_P(Models, CpuBackendTest, ::testing::Values("stories260K", "dummy_tiny"));
+
+// The same batching properties with weights held as F16, BF16 and Q8_0, on
+// dummy_tiny (llama2.c-shaped; its hidden width 172 rules out Q8_0) and the
+// Qwen3-shaped reference model (q/k norms, head_dim != dim / heads, GQA).
+class CpuBackendDtypeTest : public ::testing::TestWithParam<std::tuple<std::string, WeightType>> {
+ protected:
+  std::shared_ptr<const ModelWeights> Weights() {
+    const auto& [model, type] = GetParam();
+    std::shared_ptr<const ModelWeights> f32 =
+        model == "dummy_tiny" ? DummyTiny() : testing::ReferenceModels()[0].weights;
+    return testing::ConvertMatrices(f32, type);
+  }
+};
+
+TEST_P(CpuBackendDtypeTest, PrefillEqualsSingleTokenSteps) { ExpectPrefillEqualsSingleTokenSteps(Weights()); }
+
+TEST_P(CpuBackendDtypeTest, MixedBatchEqualsEachSequenceAlone) { ExpectMixedBatchEqualsEachSequenceAlone(Weights()); }
+
+std::string DtypeTestName(const ::testing::TestParamInfo<std::tuple<std::string, WeightType>>& info) {
+  return std::get<0>(info.param) + "_" + std::string(WeightTypeName(std::get<1>(info.param)));
+}
+
+INSTANTIATE_TEST_SUITE_P(Dummy16Bit, CpuBackendDtypeTest,
+                         ::testing::Combine(::testing::Values("dummy_tiny"),
+                                            ::testing::Values(WeightType::kF16, WeightType::kBF16)),
+                         DtypeTestName);
+INSTANTIATE_TEST_SUITE_P(Qwen3Shaped, CpuBackendDtypeTest,
+                         ::testing::Combine(::testing::Values("qwen3_shaped"),
+                                            ::testing::Values(WeightType::kF32, WeightType::kF16, WeightType::kBF16,
+                                                              WeightType::kQ8_0)),
+                         DtypeTestName);
 
 TEST(CpuBackend, LogitsOnlyWhereAsked) {
   auto weights = Stories260K();

@@ -1,0 +1,66 @@
+// The CPU backend's per-dtype kernels behind one dispatch table, chosen once
+// from CPUID (llama.cpp's ggml-cpu type_traits): for each weight type a row
+// dequantizer, a row quantizer, and a GEMM over a block of weight rows. The
+// forward pass stays dtype-blind: it calls MatMul (matmul.h), which prepares
+// the activations the way the weight type's GEMM reads them and splits the
+// work.
+//
+// Batch invariance: every GEMM computes each output element with the same
+// sequence of floating-point operations whatever the number of activation
+// rows, their grouping into register tiles, or the thread count. A table may
+// differ from another table in rounding; one table never differs from itself.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "engine/model/model_weights.h"
+
+namespace inferd::cpu {
+
+// Activation rows as a GEMM reads them: always the floats; for Q8_0 weights
+// also each 32-element block quantized to int8 with one fp32 scale
+// (x ≈ q8_scales[r][b] * q8[r][32b + i], q in [-127, 127]).
+struct Activations {
+  int rows = 0;
+  int cols = 0;                        // the weights' in_features
+  const float* f32 = nullptr;          // [rows][cols]
+  const int8_t* q8 = nullptr;          // [rows][cols]; only for Q8_0 weights
+  const float* q8_scales = nullptr;    // [rows][cols / 32]
+};
+
+struct TypeTraits {
+  // One row of `n` stored elements to floats (token embedding lookup).
+  void (*to_float)(const void* row, float* out, int64_t n);
+  // `n` floats into one row of this type, rounding to nearest (conversion
+  // at load, test data). Q8_0: GGUF's reference quantizer, n % 32 == 0.
+  void (*from_float)(const float* x, void* row, int64_t n);
+  // out[i * ldo + j] = sum_k x[i][k] * w[j][k] for i < x.rows, j < n_out,
+  // where weight row j starts at w + j * w_row_bytes.
+  void (*gemm)(const Activations& x, const void* w, size_t w_row_bytes, int n_out, float* out, int ldo);
+  // Whether `gemm` reads Activations::q8 (MatMul quantizes x first).
+  bool quantized_activations = false;
+};
+
+struct KernelSet {
+  const char* isa;  // "avx2", "portable"
+  // sum_k a[k] * b[k] in fp32 (attention scores).
+  float (*dot)(const float* a, const float* b, int n);
+  TypeTraits types[4];  // indexed by WeightType
+
+  const TypeTraits& operator[](WeightType type) const { return types[static_cast<int>(type)]; }
+};
+
+// The best set this CPU runs, chosen on first use and fixed for the process.
+const KernelSet& ActiveKernels();
+// Plain C++ loops: the fallback on CPUs without AVX2/FMA/F16C, and a second
+// implementation for tests.
+const KernelSet& PortableKernels();
+// AVX2 + FMA + F16C; nullptr where the build or the CPU lacks them.
+const KernelSet* Avx2Kernels();
+
+// Quantizes activation rows for Q8_0 GEMMs, per 32-element block:
+// scale = max|x| / 127, q = round(x / scale). cols % 32 == 0.
+void QuantizeActivationsQ8(const float* x, int rows, int cols, int8_t* q8, float* scales);
+
+}  // namespace inferd::cpu

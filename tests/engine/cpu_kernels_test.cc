@@ -1,0 +1,282 @@
+// The CPU matrix kernels of every dtype and instruction set against a
+// double-precision reference of the dequantized weights, their batch
+// invariance, the 16-bit conversions against hardware, and the RoPE
+// frequencies against transformers' (via tests/engine/make_cpu_reference.py).
+//
+// Tolerances (per output element; S = sum_k |x_k * w_k| with w the
+// dequantized weights):
+// - F32, F16, BF16: |out - ref| <= k * 2^-24 * S, the worst-case bound of a
+//   k-term fp32 sum; the stored weights are exact in fp32, so this is all the
+//   error there is.
+// - Q8_0: the same bound against the reference of the int8-quantized
+//   activations (the integer dot products are exact), and against the
+//   unquantized activations that plus half a quantization step per
+//   activation: sum_blocks (scale_x / 2) * sum_{k in block} |w_k|.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "engine/cpu/float16.h"
+#include "engine/cpu/kernels.h"
+#include "engine/cpu/matmul.h"
+#include "engine/model/model_config.h"
+#include "tests/testing/cpu_test_models.h"
+
+namespace inferd::cpu {
+namespace {
+
+constexpr WeightType kTypes[] = {WeightType::kF32, WeightType::kF16, WeightType::kBF16, WeightType::kQ8_0};
+
+std::vector<const KernelSet*> AllKernelSets() {
+  std::vector<const KernelSet*> sets = {&PortableKernels()};
+  if (Avx2Kernels() != nullptr) sets.push_back(Avx2Kernels());
+  return sets;
+}
+
+std::vector<float> RandomFloats(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& f : v) f = dist(rng);
+  return v;
+}
+
+// A [rows][cols] weight tensor of `type` from random floats.
+struct TypedMatrix {
+  std::vector<uint8_t> bytes;
+  Tensor tensor;
+  std::vector<float> dequantized;
+};
+
+TypedMatrix MakeMatrix(WeightType type, int rows, int cols, uint32_t seed) {
+  TypedMatrix m;
+  const std::vector<float> source = RandomFloats(static_cast<size_t>(rows) * cols, seed, 0.5f);
+  const size_t row_bytes = RowBytes(type, cols);
+  m.bytes.resize(row_bytes * rows);
+  m.dequantized.resize(source.size());
+  for (int r = 0; r < rows; ++r) {
+    PortableKernels()[type].from_float(&source[static_cast<size_t>(r) * cols], &m.bytes[r * row_bytes], cols);
+    PortableKernels()[type].to_float(&m.bytes[r * row_bytes], &m.dequantized[static_cast<size_t>(r) * cols], cols);
+  }
+  m.tensor = Tensor{type, m.bytes.data(), rows, cols};
+  return m;
+}
+
+struct Shape {
+  int rows, out, cols;
+};
+
+// Column counts that are multiples of 32 (Q8_0 needs them), plus ones with
+// a tail that the 8-wide loops handle element by element.
+std::vector<Shape> ShapesFor(WeightType type) {
+  std::vector<Shape> shapes = {{1, 1, 32}, {3, 5, 64}, {5, 37, 256}, {9, 70, 128}, {70, 9, 96}};
+  if (type != WeightType::kQ8_0) shapes.push_back({6, 11, 37});
+  return shapes;
+}
+
+TEST(CpuKernels, MatMulMatchesDoubleReferenceOfDequantizedWeights) {
+  for (const KernelSet* set : AllKernelSets()) {
+    for (WeightType type : kTypes) {
+      for (const Shape& s : ShapesFor(type)) {
+        SCOPED_TRACE(::testing::Message() << set->isa << " " << WeightTypeName(type) << " rows " << s.rows
+                                          << " out " << s.out << " cols " << s.cols);
+        const TypedMatrix w = MakeMatrix(type, s.out, s.cols, 100 + s.cols);
+        const std::vector<float> x = RandomFloats(static_cast<size_t>(s.rows) * s.cols, 200 + s.rows);
+        std::vector<float> out(static_cast<size_t>(s.rows) * s.out);
+        MatMul(*set, x.data(), s.rows, w.tensor, out.data());
+
+        // What the Q8_0 GEMM multiplies: the activations as quantized.
+        std::vector<float> xq = x, x_scales;
+        if (type == WeightType::kQ8_0) {
+          std::vector<int8_t> q8(x.size());
+          x_scales.resize(x.size() / 32);
+          QuantizeActivationsQ8(x.data(), s.rows, s.cols, q8.data(), x_scales.data());
+          for (size_t i = 0; i < x.size(); ++i) xq[i] = x_scales[i / 32] * q8[i];
+        }
+        const double unit = std::ldexp(1.0, -24);
+        for (int i = 0; i < s.rows; ++i) {
+          for (int j = 0; j < s.out; ++j) {
+            double ref = 0, ref_q = 0, magnitude = 0, quant_bound = 0;
+            for (int k = 0; k < s.cols; ++k) {
+              const double wk = w.dequantized[static_cast<size_t>(j) * s.cols + k];
+              const size_t xi = static_cast<size_t>(i) * s.cols + k;
+              ref += x[xi] * wk;
+              ref_q += xq[xi] * wk;
+              magnitude += std::fabs(xq[xi] * wk);
+              if (type == WeightType::kQ8_0) quant_bound += x_scales[xi / 32] / 2 * std::fabs(wk);
+            }
+            const double got = out[static_cast<size_t>(i) * s.out + j];
+            const double float_bound = s.cols * unit * magnitude;
+            ASSERT_LE(std::fabs(got - ref_q), float_bound) << "element " << i << "," << j;
+            ASSERT_LE(std::fabs(got - ref), float_bound + quant_bound * (1 + 1e-6)) << "element " << i << "," << j;
+          }
+        }
+      }
+    }
+  }
+}
+
+// A row's result never depends on the other rows, their number, or the
+// thread count: bit for bit.
+TEST(CpuKernels, MatMulIsBatchInvariant) {
+  const int cols = 160, out = 45, rows = 71;  // tails in every tile dimension
+  for (const KernelSet* set : AllKernelSets()) {
+    for (WeightType type : kTypes) {
+      SCOPED_TRACE(::testing::Message() << set->isa << " " << WeightTypeName(type));
+      const TypedMatrix w = MakeMatrix(type, out, cols, 7);
+      const std::vector<float> x = RandomFloats(static_cast<size_t>(rows) * cols, 8);
+      std::vector<float> batched(static_cast<size_t>(rows) * out), single(out), one_thread(batched.size());
+      MatMul(*set, x.data(), rows, w.tensor, batched.data());
+      const int threads = omp_get_max_threads();
+      omp_set_num_threads(1);
+      MatMul(*set, x.data(), rows, w.tensor, one_thread.data());
+      omp_set_num_threads(threads);
+      EXPECT_EQ(batched, one_thread);
+      for (int i = 0; i < rows; ++i) {
+        MatMul(*set, &x[static_cast<size_t>(i) * cols], 1, w.tensor, single.data());
+        ASSERT_TRUE(std::equal(single.begin(), single.end(), batched.begin() + static_cast<size_t>(i) * out))
+            << "row " << i;
+      }
+      // Three rows from the middle, as their own batch.
+      std::vector<float> three(3 * out);
+      MatMul(*set, &x[static_cast<size_t>(30) * cols], 3, w.tensor, three.data());
+      EXPECT_TRUE(std::equal(three.begin(), three.end(), batched.begin() + static_cast<size_t>(30) * out));
+    }
+  }
+}
+
+TEST(CpuKernels, DotMatchesDoubleReference) {
+  for (const KernelSet* set : AllKernelSets()) {
+    for (int n : {1, 7, 8, 64, 130}) {
+      const std::vector<float> a = RandomFloats(n, n), b = RandomFloats(n, n + 1);
+      double ref = 0, magnitude = 0;
+      for (int k = 0; k < n; ++k) {
+        ref += static_cast<double>(a[k]) * b[k];
+        magnitude += std::fabs(static_cast<double>(a[k]) * b[k]);
+      }
+      EXPECT_LE(std::fabs(set->dot(a.data(), b.data(), n) - ref), n * std::ldexp(1.0, -24) * magnitude)
+          << set->isa << " n " << n;
+    }
+  }
+}
+
+TEST(CpuKernels, DequantizeRowReadsEveryType) {
+  const float values[32] = {0.5f, -1.25f, 3.0f, 0.0f, -0.75f, 2.0f, 1.0f, -2.5f};
+  for (WeightType type : kTypes) {
+    std::vector<uint8_t> bytes(2 * RowBytes(type, 32));
+    std::vector<float> zeros(32, 0.0f);
+    PortableKernels()[type].from_float(zeros.data(), bytes.data(), 32);
+    PortableKernels()[type].from_float(values, bytes.data() + RowBytes(type, 32), 32);
+    const Tensor t{type, bytes.data(), 2, 32};
+    std::vector<float> row(32);
+    DequantizeRow(t, 1, row.data());
+    // Exact in the float formats (small dyadic values); Q8_0 within one
+    // quantization step (half a step of rounding, plus the fp16 scale's).
+    const float step = type == WeightType::kQ8_0 ? 3.0f / 127 : 0.0f;
+    for (int i = 0; i < 32; ++i) EXPECT_LE(std::fabs(row[i] - values[i]), step) << WeightTypeName(type) << " " << i;
+  }
+}
+
+TEST(CpuKernels, Q8_0RowMatchesGgmlLayout) {
+  std::vector<float> x(64);
+  for (int i = 0; i < 64; ++i) x[i] = (i - 20) * (i < 32 ? 0.5f : -0.01f);
+  std::vector<uint8_t> row(RowBytes(WeightType::kQ8_0, 64));
+  ASSERT_EQ(row.size(), 68u);
+  PortableKernels()[WeightType::kQ8_0].from_float(x.data(), row.data(), 64);
+  for (int b = 0; b < 2; ++b) {
+    float amax = 0;
+    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[b * 32 + i]));
+    uint16_t d;
+    std::memcpy(&d, &row[b * 34], 2);
+    EXPECT_EQ(d, FloatToHalf(amax / 127)) << "block " << b;
+    const int8_t* q = reinterpret_cast<const int8_t*>(&row[b * 34 + 2]);
+    for (int i = 0; i < 32; ++i) EXPECT_EQ(q[i], std::roundf(x[b * 32 + i] / (amax / 127))) << b << " " << i;
+  }
+}
+
+#if defined(__F16C__)
+TEST(Float16, HalfToFloatMatchesF16cOnEveryValue) {
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float expected = _cvtsh_ss(static_cast<uint16_t>(h));
+    const float got = HalfToFloat(static_cast<uint16_t>(h));
+    if (std::isnan(expected)) {
+      ASSERT_TRUE(std::isnan(got)) << h;
+    } else {
+      ASSERT_EQ(std::bit_cast<uint32_t>(got), std::bit_cast<uint32_t>(expected)) << h;
+    }
+  }
+}
+
+TEST(Float16, FloatToHalfMatchesF16cRoundToNearestEven) {
+  std::mt19937 rng(3);
+  std::vector<float> values = {0.0f, -0.0f, 65504.0f, 65520.0f, 1e10f, -1e10f, 6e-8f, 3e-8f, 2.9e-8f, 1e-30f,
+                               INFINITY, -INFINITY, 1.0f + 1.0f / 2048, 1.0f + 3.0f / 2048};
+  for (int i = 0; i < 200000; ++i) values.push_back(std::bit_cast<float>(static_cast<uint32_t>(rng())));
+  for (float f : values) {
+    if (std::isnan(f)) continue;
+    ASSERT_EQ(FloatToHalf(f), _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT)) << f;
+  }
+}
+#endif
+
+TEST(Float16, FloatToBFloat16RoundsToNearestEven) {
+  std::mt19937 rng(4);
+  for (int i = 0; i < 200000; ++i) {
+    const float f = std::bit_cast<float>(static_cast<uint32_t>(rng()));
+    if (!std::isfinite(f)) continue;
+    const uint16_t got = FloatToBFloat16(f);
+    // The two bf16 neighbours of f, chosen by distance in double, ties to even.
+    const uint16_t lower = static_cast<uint16_t>(std::bit_cast<uint32_t>(f) >> 16);
+    const uint16_t upper = static_cast<uint16_t>(lower + 1);
+    const double dl = std::fabs(static_cast<double>(f) - BFloat16ToFloat(lower));
+    // Past the largest finite bf16 the next step up is 2^128 (inf).
+    const double upper_value = (upper & 0x7FFF) == 0x7F80 ? std::copysign(std::ldexp(1.0, 128), f) : BFloat16ToFloat(upper);
+    const double du = std::fabs(static_cast<double>(f) - upper_value);
+    const uint16_t expected = dl < du ? lower : du < dl ? upper : (lower % 2 == 0 ? lower : upper);
+    ASSERT_EQ(got, expected) << f;
+  }
+  EXPECT_TRUE(std::isnan(BFloat16ToFloat(FloatToBFloat16(NAN))));
+}
+
+// RopeInverseFrequencies against transformers' float32 computation, done by
+// numpy in make_cpu_reference.py (llama3 as in Llama 3.1 and 3.2, linear).
+TEST(RopeFrequencies, MatchTransformers) {
+  const nlohmann::json json = testing::ReferenceJson();
+  ASSERT_EQ(json["rope_frequencies"].size(), 4u);
+  for (const nlohmann::json& c : json["rope_frequencies"]) {
+    SCOPED_TRACE(c["name"].get<std::string>());
+    ModelConfig config;
+    config.dim = c["head_dim"];
+    config.n_heads = 1;
+    config.rope_theta = c["rope_theta"];
+    if (!c["rope_scaling"].is_null()) {
+      const nlohmann::json& s = c["rope_scaling"];
+      config.rope_scaling.factor = s["factor"];
+      if (s["rope_type"] == "linear") {
+        config.rope_scaling.type = RopeScaling::Type::kLinear;
+      } else {
+        config.rope_scaling.type = RopeScaling::Type::kLlama3;
+        config.rope_scaling.low_freq_factor = s["low_freq_factor"];
+        config.rope_scaling.high_freq_factor = s["high_freq_factor"];
+        config.rope_scaling.original_max_position_embeddings = s["original_max_position_embeddings"];
+      }
+    }
+    const std::vector<float> got = RopeInverseFrequencies(config);
+    const std::vector<double> expected = c["inv_freq"].get<std::vector<double>>();
+    ASSERT_EQ(got.size(), expected.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_LE(std::fabs(got[i] - expected[i]), 1e-6 * expected[i]) << "pair " << i;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace inferd::cpu
