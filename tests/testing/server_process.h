@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -257,6 +258,9 @@ struct ServerOptions {
   std::vector<std::string> flags;  // after `serve --host 127.0.0.1 --port 0 --metrics-port N`
   int metrics_port = 0;            // 0: any free port (read from the log); -1: no metrics listener
   milliseconds ready_timeout{20000};
+  // RLIMIT_NOFILE of the server process (soft, hard); 0: inherited.
+  rlim_t file_limit_soft = 0;
+  rlim_t file_limit_hard = 0;
 };
 
 class ServerProcess {
@@ -289,6 +293,10 @@ class ServerProcess {
       const int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
       if (log < 0 || null < 0 || dup2(null, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0) _exit(126);
       if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(126);
+      if (options.file_limit_hard > 0) {
+        const rlimit limit{.rlim_cur = options.file_limit_soft, .rlim_max = options.file_limit_hard};
+        if (setrlimit(RLIMIT_NOFILE, &limit) != 0) _exit(126);
+      }
       execve(argv[0], argv.data(), environ);
       _exit(127);
     }
