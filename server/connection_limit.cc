@@ -66,6 +66,13 @@ class ConnectionLimiter {
   }
   int64_t refused() const { return refused_.load(); }
 
+  int CloseAll() {
+    absl::MutexLock lock(&mu_);
+    Sweep();
+    for (const auto& [fd, inode] : live_) shutdown(fd, SHUT_RDWR);
+    return static_cast<int>(live_.size());
+  }
+
  private:
   // Whether `listen_fd` is bound to the port we limit (cached per descriptor).
   bool Watched(int listen_fd) {
@@ -142,6 +149,7 @@ int LimitConnections(int port, int max_connections, uint64_t file_limit) {
 }
 
 int LiveConnections() { return ConnectionLimiter::Get().Live(); }
+int CloseConnections() { return ConnectionLimiter::Get().CloseAll(); }
 int64_t RefusedConnections() { return ConnectionLimiter::Get().refused(); }
 
 }  // namespace inferd

@@ -31,6 +31,14 @@ int LimitConnections(int port, int max_connections, uint64_t file_limit);
 // Connections accepted and still open, and connections refused (cap or no
 // descriptors) so far; for logs and tests.
 int LiveConnections();
+
+// Shuts down (both ways) every live connection: the client sees the
+// connection close, and what it had in flight ends UNAVAILABLE (retry
+// elsewhere). gRPC 1.51's Server::Shutdown cancels calls that arrive while
+// it runs (the client sees CANCELLED, which it does not retry); this, called
+// just before it, once every call has its answer, leaves none to arrive.
+// Returns the number of connections.
+int CloseConnections();
 int64_t RefusedConnections();
 
 }  // namespace inferd

@@ -124,6 +124,22 @@ void InferenceService::CancelGenerate(const std::shared_ptr<GenerateCallState>& 
   engine_.load()->Abort(request_id, std::move(status));
 }
 
+absl::Status InferenceService::CheckWireSize(const grpc::ByteBuffer& wire) const {
+  // Room for every other field at its limit: ids, stop strings, a prompt of
+  // token ids (5 bytes per id at most) and the message's own framing.
+  constexpr int64_t kOtherFieldsBytes = 64 << 10;
+  const int64_t limit = limits_.max_prompt_bytes;
+  Engine* engine = engine_.load();
+  if (limit <= 0 || engine == nullptr) return absl::OkStatus();
+  const int64_t largest = limit + int64_t{5} * engine->model_config().max_seq_len + kOtherFieldsBytes;
+  if (static_cast<int64_t>(wire.Length()) <= largest) return absl::OkStatus();
+  // No prompt this large can fit: not worth parsing, let alone tokenizing.
+  return absl::InvalidArgumentError(absl::StrCat("request: ", wire.Length(),
+                                                 " bytes can never fit the model's context of ",
+                                                 engine->model_config().max_seq_len, " tokens (a prompt of at most ",
+                                                 limit, " bytes is accepted)"));
+}
+
 absl::StatusOr<Engine*> InferenceService::ReadyEngine() const {
   Engine* engine = engine_.load();
   if (engine == nullptr) return absl::UnavailableError("the model is still loading");
@@ -170,7 +186,8 @@ void InferenceService::StartGenerate(grpc::CallbackServerContext* context, const
 absl::Status InferenceService::Submit(grpc::CallbackServerContext* context, const grpc::ByteBuffer& wire,
                                       OutputCallback on_output, std::string* request_id) {
   v1::GenerateRequest proto;
-  absl::Status status = Parse(context, wire, &proto);
+  absl::Status status = CheckWireSize(wire);
+  if (status.ok()) status = Parse(context, wire, &proto);
   absl::StatusOr<std::string> scope = CallerScope(*context, options_.api_keys_required);
   if (status.ok()) status = scope.status();
   *request_id = ScopedRequestId(scope.ok() ? *scope : "", proto.request_id());
@@ -225,6 +242,7 @@ grpc::ServerUnaryReactor* InferenceService::Generate(grpc::CallbackServerContext
 absl::Status InferenceService::TokenizeNow(grpc::CallbackServerContext* context, const grpc::ByteBuffer& wire,
                                            grpc::ByteBuffer* response) {
   v1::TokenizeRequest proto;
+  if (absl::Status s = CheckWireSize(wire); !s.ok()) return s;
   if (absl::Status s = Parse(context, wire, &proto); !s.ok()) return s;
   if (absl::StatusOr<std::string> scope = CallerScope(*context, options_.api_keys_required); !scope.ok()) {
     return scope.status();

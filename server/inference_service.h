@@ -96,6 +96,8 @@ class InferenceService final : public InferenceServiceBase {
  private:
   // The engine, once loaded; UNAVAILABLE otherwise.
   absl::StatusOr<Engine*> ReadyEngine() const;
+  // INVALID_ARGUMENT for a message larger than any servable request.
+  absl::Status CheckWireSize(const grpc::ByteBuffer& wire) const;
   // The synchronous part of StartGenerate; stores the scoped id in
   // `request_id` before the engine can answer.
   absl::Status Submit(grpc::CallbackServerContext* context, const grpc::ByteBuffer& wire, OutputCallback on_output,

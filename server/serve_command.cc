@@ -270,6 +270,10 @@ int RunServe(ServerConfig config) {
   (*engine)->Shutdown();
   stop_watching.Notify();
   readiness.join();
+  // The last answers get a moment to leave; then no new call can arrive
+  // for the shutdown to cancel.
+  absl::SleepFor(absl::Milliseconds(100));
+  spdlog::info("closing {} connections", CloseConnections());
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   server->Wait();
   metrics.AttachEngine(nullptr, "", "");  // the engine goes before the exposer

@@ -1,5 +1,9 @@
 #include "server/work_pool.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 namespace inferd {
 
 WorkPool::WorkPool(int num_threads, int max_queued) : max_queued_(max_queued) {
@@ -22,6 +26,9 @@ bool WorkPool::TrySchedule(std::function<void()> job) {
 }
 
 void WorkPool::Run() {
+  // Below the threads that serve calls and run the engine: bulk work yields
+  // the CPU to them when cores are short.
+  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
   while (true) {
     std::function<void()> job;
     {

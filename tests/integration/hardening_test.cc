@@ -295,30 +295,39 @@ TEST(HardeningTest, HugePromptsAreRefusedBeforeTokenizingAndDoNotStallOthers) {
   auto server = StartServer();
   ASSERT_NE(server, nullptr);
   auto stub = server->NewStub();
+  // The other client's p99, in ms, over `n` one-token Generate calls.
+  auto p99 = [&](int n) {
+    std::vector<double> latencies;
+    for (int i = 0; i < n; ++i) {
+      const auto start = std::chrono::steady_clock::now();
+      EXPECT_TRUE(Generate(stub.get(), Greedy("Once", 1)).ok());
+      latencies.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+    }
+    std::sort(latencies.begin(), latencies.end());
+    return latencies[latencies.size() * 99 / 100];
+  };
+  // On a quiet machine the bound is 100 ms flat; CI machines are shared,
+  // so it is 100 ms over what the same calls take there without the flood.
+  const double quiet = p99(50);
   const std::string huge(15 << 20, 'a');
   std::vector<std::thread> floods;
   std::atomic<int> refused{0};
   for (int i = 0; i < 4; ++i) {
     floods.emplace_back([&] {
       auto own = v1::Inference::NewStub(NewChannel(server->port()));
-      v1::GenerateRequest request = Greedy(huge, 2);
-      const grpc::Status status = Generate(own.get(), request);
+      const auto start = std::chrono::steady_clock::now();
+      const grpc::Status status = Generate(own.get(), Greedy(huge, 2));
       if (status.error_code() == grpc::StatusCode::INVALID_ARGUMENT &&
           status.error_message().find("can never fit the model's context") != std::string::npos) {
         ++refused;
       }
+      EXPECT_LT(std::chrono::steady_clock::now() - start, seconds(5));
     });
   }
-  std::vector<double> latencies;
-  for (int i = 0; i < 40; ++i) {
-    const auto start = std::chrono::steady_clock::now();
-    ASSERT_TRUE(Generate(stub.get(), Greedy("Once", 1)).ok());
-    latencies.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
-  }
+  const double flooded = p99(50);
   for (std::thread& t : floods) t.join();
   EXPECT_EQ(refused, 4);
-  std::sort(latencies.begin(), latencies.end());
-  EXPECT_LT(latencies[latencies.size() * 99 / 100], 100.0) << "p99 of the other client's Generate, ms";
+  EXPECT_LT(flooded, quiet + 100.0) << "p99 of the other client's Generate, ms (" << quiet << " without the flood)";
 
   grpc::ClientContext context;
   v1::TokenizeRequest tokenize;
@@ -326,7 +335,18 @@ TEST(HardeningTest, HugePromptsAreRefusedBeforeTokenizingAndDoNotStallOthers) {
   v1::TokenizeResponse tokens;
   const grpc::Status status = stub->Tokenize(&context, tokenize, &tokens);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_THAT(status.error_message(), AllOf(HasSubstr("text: 10485760 bytes; at most "), HasSubstr("context")));
+  EXPECT_THAT(status.error_message(), AllOf(HasSubstr("bytes can never fit the model's context"),
+                                            HasSubstr("bytes is accepted")));
+
+  // Just past the limit, and parsed: the message names the field.
+  v1::GenerateRequest request = Greedy(std::string(6000, 'a'), 2);
+  std::string prompt;
+  std::mt19937 random(7);
+  for (int i = 0; i < 20000; ++i) prompt += static_cast<char>('a' + random() % 26);
+  request.set_text(prompt);
+  const grpc::Status text_status = Generate(stub.get(), request);
+  EXPECT_EQ(text_status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(text_status.error_message(), HasSubstr("text: 20000 bytes can never fit"));
 }
 
 // --- Defect 11: malformed requests are INVALID_ARGUMENT on every method. --
@@ -401,17 +421,21 @@ TEST(HardeningTest, CallsDuringShutdownEndUnavailableNeverCancelled) {
       while (!stop) {
         const grpc::Status status = Generate(stub.get(), Greedy("Once", 2), nullptr, seconds(5));
         std::lock_guard<std::mutex> lock(mu);
+        if (status.error_code() == grpc::StatusCode::CANCELLED) {
+          ADD_FAILURE() << "CANCELLED: " << status.error_message() << " at " << absl::FormatTime(absl::Now());
+        }
         codes.insert(status.error_code());
       }
     });
   }
   std::this_thread::sleep_for(milliseconds(300));
   server->SendSignal(SIGTERM);
+  std::cerr << "SIGTERM at " << absl::FormatTime(absl::Now()) << "\n";
   EXPECT_EQ(server->WaitForExit(seconds(20)), std::optional<int>(0));
   std::this_thread::sleep_for(milliseconds(200));
   stop = true;
   for (std::thread& t : clients) t.join();
-  EXPECT_EQ(codes.count(grpc::StatusCode::CANCELLED), 0u);
+  EXPECT_EQ(codes.count(grpc::StatusCode::CANCELLED), 0u) << server->ReadLog();
   for (int code : codes) {
     EXPECT_TRUE(code == grpc::StatusCode::OK || code == grpc::StatusCode::UNAVAILABLE) << code;
   }
