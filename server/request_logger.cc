@@ -15,20 +15,23 @@ double Seconds(absl::Time from, absl::Time to) {
   return absl::ToDoubleSeconds(to - from);
 }
 
-// "ID (CALLER)", both escaped and capped: clients choose ids.
-std::string Who(const std::string& request_id) {
+// The client's id, escaped and capped: clients choose ids.
+std::string Id(const std::string& request_id) {
   const absl::string_view client_id = ClientRequestId(request_id);
+  return client_id.empty() ? "(no id)" : LogSafe(client_id);
+}
+
+// " caller=SCOPE" (the tenant or the peer), or "".
+std::string Caller(const std::string& request_id) {
   const absl::string_view scope = RequestScope(request_id);
-  std::string who = client_id.empty() ? "(no id)" : LogSafe(client_id);
-  if (!scope.empty()) absl::StrAppend(&who, " (", LogSafe(scope), ")");
-  return who;
+  return scope.empty() ? "" : absl::StrCat(" caller=", LogSafe(scope));
 }
 
 }  // namespace
 
 void RequestLogger::OnRefused(const std::string& request_id, const absl::Status& status) {
-  spdlog::warn("request {} refused: {}: {}", Who(request_id), absl::StatusCodeToString(status.code()),
-               LogSafe(status.message(), 4 * kMaxLoggedFieldBytes));
+  spdlog::warn("request {} refused: {}: {}{}", Id(request_id), absl::StatusCodeToString(status.code()),
+               LogSafe(status.message(), 4 * kMaxLoggedFieldBytes), Caller(request_id));
 }
 
 void RequestLogger::OnOutput(const RequestOutput& out) {
@@ -39,11 +42,11 @@ void RequestLogger::OnOutput(const RequestOutput& out) {
   const auto level = out.status.code() == absl::StatusCode::kInternal ? spdlog::level::err : spdlog::level::info;
   spdlog::log(level,
               "request {} {}: prompt_tokens={} cached_tokens={} output_tokens={} queue={:.4f}s ttft={:.4f}s "
-              "total={:.4f}s{}{}",
-              Who(out.request_id), ended, out.usage.prompt_tokens, out.usage.cached_prompt_tokens,
+              "total={:.4f}s{}{}{}",
+              Id(out.request_id), ended, out.usage.prompt_tokens, out.usage.cached_prompt_tokens,
               out.usage.completion_tokens, Seconds(t.arrival, t.first_scheduled), Seconds(t.arrival, t.first_token),
               Seconds(t.arrival, t.finished), out.status.ok() ? "" : " error=",
-              LogSafe(out.status.message(), 4 * kMaxLoggedFieldBytes));
+              LogSafe(out.status.message(), 4 * kMaxLoggedFieldBytes), Caller(out.request_id));
 }
 
 }  // namespace inferd

@@ -86,6 +86,18 @@ void WatchReadiness(grpc::HealthCheckServiceInterface* health, const Engine* eng
   }
 }
 
+// Linking gRPC's reflection library registers its plugin with every
+// ServerBuilder; this option takes it out again when reflection is off.
+class WithoutReflection final : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    std::erase_if(*plugins, [](const std::unique_ptr<grpc::ServerBuilderPlugin>& plugin) {
+      return dynamic_cast<grpc::reflection::ProtoServerReflectionPlugin*>(plugin.get()) != nullptr;
+    });
+  }
+};
+
 // How often the TLS files are re-read: a renewed certificate is in use
 // within this, without a restart or a signal.
 constexpr unsigned kTlsRefreshSeconds = 1;
@@ -196,8 +208,9 @@ int RunServe(ServerConfig config) {
   InferenceService service(limits, {&logger, &metrics}, ServiceOptions{.api_keys_required = api_keys != nullptr});
 
   grpc::EnableDefaultHealthCheckService(true);
-  if (config.reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  if (!config.reflection) builder.SetOption(std::make_unique<WithoutReflection>());
   const std::string address = JoinHostPort(config.host, config.port);
   int bound_port = 0;
   builder.AddListeningPort(address, *credentials, &bound_port);

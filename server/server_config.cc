@@ -341,12 +341,21 @@ ServerConfigFlags::ServerConfigFlags(CLI::App* app) {
   for (const KeySpec& spec : Table()) {
     // Values stay strings here so that Resolve() parses them with the same
     // code as YAML values, and reports errors in the same words.
-    const std::string help(spec.help);  // CLI11 takes a description only as a const lvalue
+    const bool is_bool = std::holds_alternative<BoolKey>(spec.type);
+    // CLI11 takes a description only as a const lvalue. A bare boolean flag
+    // (--reflection) means true; CLI11 would give it the default string as
+    // its value, so booleans state their default in the help instead.
+    const std::string help =
+        is_bool ? absl::StrCat(spec.help, " (default ", ValueAsString(spec, defaults), ")") : std::string(spec.help);
     CLI::Option* option = app->add_option(FlagName(spec.key), help)
                               ->type_name(TypeName(spec))
-                              ->default_str(ValueAsString(spec, defaults))
                               ->group(std::string(spec.group))
                               ->take_last();
+    if (is_bool) {
+      option->expected(0, 1);
+    } else {
+      option->default_str(ValueAsString(spec, defaults));
+    }
     key_options_.push_back(option);
   }
   const std::string no_prefix_caching_help = "same as --prefix-caching=false";
@@ -367,7 +376,9 @@ absl::StatusOr<ServerConfig> ServerConfigFlags::Resolve() const {
     // Only flags given on the command line: the others must not reset what the file set.
     const CLI::Option* option = key_options_[i];
     if (option->count() == 0) continue;
-    absl::Status status = SetFromString(table[i], option->results().back(), &config);
+    const bool bare_bool = std::holds_alternative<BoolKey>(table[i].type) && option->results().back().empty();
+    const std::string value = bare_bool ? "true" : option->results().back();
+    absl::Status status = SetFromString(table[i], value, &config);
     if (!status.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(FlagName(table[i].key), ": ", status.message()));
     }

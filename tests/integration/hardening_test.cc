@@ -404,6 +404,17 @@ TEST(HardeningTest, PromptLongerThanTheQueueIsInvalidNotBusy) {
   }
 }
 
+// --- Defaults: no reflection unless --reflection. --------------------------
+
+TEST(HardeningTest, ReflectionIsOffUnlessAskedFor) {
+  auto server = StartServer({.metrics_port = -1});
+  ASSERT_NE(server, nullptr);
+  const auto result = ::inferd::testing::RawStreamCall::Run(
+      server->channel(), "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+      LengthDelimitedField(7, ""));
+  EXPECT_EQ(result.status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+}
+
 // --- Defect 14 is server_config_test's HelpNamesEachValueForWhatItIs. ------
 
 // --- Defect 16: calls during the last moments of shutdown are UNAVAILABLE. -

@@ -232,7 +232,7 @@ std::string WaitForLogLine(const ServerProcess& server, const std::string& needl
 class ServerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<ServerProcess>> started = ServerProcess::Start();
+    absl::StatusOr<std::unique_ptr<ServerProcess>> started = ServerProcess::Start({.flags = {"--reflection"}});
     if (started.ok()) {
       server_ = *std::move(started);
     } else {

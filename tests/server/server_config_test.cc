@@ -344,6 +344,16 @@ TEST(ServerConfigTest, HelpNamesEachValueForWhatItIs) {
   EXPECT_THAT(help.substr(drain, help.find('\n', drain) - drain), HasSubstr("SECONDS"));
 }
 
+TEST(ServerConfigTest, BareBooleanFlagMeansTrue) {
+  absl::StatusOr<ServerConfig> config = ResolveArgs({"serve", "--reflection", "--port", "7"});
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->reflection);
+  EXPECT_EQ(config->port, 7);
+  config = ResolveArgs({"serve", "--reflection", "false"});
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_FALSE(config->reflection);
+}
+
 // Issue 12: the API is exposed only when asked, reflection only when asked.
 TEST(ServerConfigTest, ListensOnLoopbackWithoutReflectionByDefault) {
   const ServerConfig defaults;
