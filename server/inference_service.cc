@@ -223,7 +223,9 @@ absl::Status InferenceService::Submit(grpc::CallbackServerContext* context, cons
   if (status.code() == absl::StatusCode::kResourceExhausted) {
     AttachRetryInfo(&status, absl::Milliseconds(limits_.queue_full_retry_delay_ms));
   }
-  if (!status.ok()) {
+  // A call without a valid key was never a request: grpc_server_handled_total
+  // counts it (Unauthenticated), the request metrics and logs do not.
+  if (!status.ok() && status.code() != absl::StatusCode::kUnauthenticated) {
     for (RequestObserver* observer : observers_) observer->OnRefused(*request_id, status);
   }
   return status;
