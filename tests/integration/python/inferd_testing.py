@@ -150,7 +150,11 @@ class ServerExited(AssertionError):
 class InferdServer:
     """One `inferd serve` process on free ports (gRPC and metrics), and its log."""
 
-    def __init__(self, *extra_args):
+    def __init__(self, *extra_args, credentials=None, target_name="localhost"):
+        # credentials: grpc.ssl_channel_credentials(...) for a TLS server;
+        # its certificate must name `target_name`.
+        self.credentials = credentials
+        self.target_name = target_name
         self._log = tempfile.NamedTemporaryFile(prefix="inferd-python-test-", suffix=".log", delete=False)
         self.log_path = self._log.name
         # Where the server logs (stdout or stderr) is not part of the API:
@@ -183,7 +187,7 @@ class InferdServer:
             raise
         except AssertionError as error:  # the timeout: say what was looked for, and show the log
             raise AssertionError(f"{error} ('listening on HOST:PORT', 'metrics on URL'):\n{self.log()}") from None
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        self.channel = self.new_channel()
         self.stub = pb_grpc.InferenceStub(self.channel)
 
         def ready():
@@ -202,6 +206,14 @@ class InferdServer:
             raise
         except AssertionError as error:  # the timeout: show the log
             raise AssertionError(f"{error}:\n{self.log()}") from None
+
+    def new_channel(self, credentials=None):
+        """A channel to the server, with its credentials unless others are given."""
+        credentials = credentials or self.credentials
+        if credentials is None:
+            return grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        return grpc.secure_channel(f"127.0.0.1:{self.port}", credentials,
+                                   options=[("grpc.ssl_target_name_override", self.target_name)])
 
     def health(self, service):
         """grpc.health.v1.Health/Check for `service`: its status name, or the
