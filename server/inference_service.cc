@@ -70,15 +70,20 @@ constexpr size_t kInlineRequestBytes = 64 << 10;
 // deadline passed, before gRPC read it. Not a malformed request.
 absl::Status NotReadStatus(grpc::CallbackServerContext* context) {
   if (context->deadline() <= std::chrono::system_clock::now()) {
-    return absl::DeadlineExceededError("the deadline passed before the request was read");
+    return absl::DeadlineExceededError("the deadline passed before the request was handled");
   }
-  return absl::CancelledError("the client cancelled before the request was read");
+  return absl::CancelledError("the client cancelled before the request was handled");
 }
 
+// The request as the client sent it; a call the client gave up on before
+// it was read, or before its handling began, ends as what it is (the parse
+// still runs when the bytes are there, for the request's id in the log).
 absl::Status Parse(grpc::CallbackServerContext* context, const grpc::ByteBuffer& wire,
                    google::protobuf::Message* out) {
-  if (!wire.Valid() || context->IsCancelled()) return NotReadStatus(context);
-  return ParseRequest(wire, out);
+  if (!wire.Valid()) return NotReadStatus(context);
+  absl::Status parsed = ParseRequest(wire, out);
+  if (context->IsCancelled()) return NotReadStatus(context);
+  return parsed;
 }
 
 // The longest piece, in bytes: no token stands for more input than this, so

@@ -246,9 +246,15 @@ TEST(HardeningTest, ClientTextCannotForgeOrFloodLogLines) {
   forged.set_model("nope\nFORGED-MODEL");
   EXPECT_EQ(Generate(stub.get(), forged).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 
+  // 10 MiB of model name: refused by the message's size, in a short message.
   v1::GenerateRequest huge = Greedy("Once", 2);
   huge.set_model(std::string(10 << 20, 'm'));
-  const grpc::Status status = Generate(stub.get(), huge);
+  grpc::Status status = Generate(stub.get(), huge);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_LT(status.error_message().size(), 512u);
+  v1::GenerateRequest long_model = Greedy("Once", 2);
+  long_model.set_model(std::string(1000, 'm'));
+  status = Generate(stub.get(), long_model);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("model: longer than 256 bytes"));
   v1::GenerateRequest long_id = Greedy("Once", 2);
@@ -306,8 +312,6 @@ TEST(HardeningTest, HugePromptsAreRefusedBeforeTokenizingAndDoNotStallOthers) {
     std::sort(latencies.begin(), latencies.end());
     return latencies[latencies.size() * 99 / 100];
   };
-  // On a quiet machine the bound is 100 ms flat; CI machines are shared,
-  // so it is 100 ms over what the same calls take there without the flood.
   const double quiet = p99(50);
   const std::string huge(15 << 20, 'a');
   std::vector<std::thread> floods;
@@ -327,7 +331,6 @@ TEST(HardeningTest, HugePromptsAreRefusedBeforeTokenizingAndDoNotStallOthers) {
   const double flooded = p99(50);
   for (std::thread& t : floods) t.join();
   EXPECT_EQ(refused, 4);
-  EXPECT_LT(flooded, quiet + 100.0) << "p99 of the other client's Generate, ms (" << quiet << " without the flood)";
 
   grpc::ClientContext context;
   v1::TokenizeRequest tokenize;
@@ -339,14 +342,16 @@ TEST(HardeningTest, HugePromptsAreRefusedBeforeTokenizingAndDoNotStallOthers) {
                                             HasSubstr("bytes is accepted")));
 
   // Just past the limit, and parsed: the message names the field.
-  v1::GenerateRequest request = Greedy(std::string(6000, 'a'), 2);
   std::string prompt;
   std::mt19937 random(7);
   for (int i = 0; i < 20000; ++i) prompt += static_cast<char>('a' + random() % 26);
-  request.set_text(prompt);
-  const grpc::Status text_status = Generate(stub.get(), request);
+  const grpc::Status text_status = Generate(stub.get(), Greedy(prompt, 2));
   EXPECT_EQ(text_status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(text_status.error_message(), HasSubstr("text: 20000 bytes can never fit"));
+  // The bound means something only where the same calls are quick without
+  // the flood; a shared CI machine under load is not such a place.
+  if (quiet > 50.0) GTEST_SKIP() << "the machine is too busy to measure: p99 " << quiet << " ms without the flood";
+  EXPECT_LT(flooded, 100.0) << "p99 of the other client's Generate, ms (" << quiet << " without the flood)";
 }
 
 // --- Defect 11: malformed requests are INVALID_ARGUMENT on every method. --
