@@ -348,10 +348,12 @@ TEST(HardeningTest, HugePromptsAreRefusedBeforeTokenizingAndDoNotStallOthers) {
   const grpc::Status text_status = Generate(stub.get(), Greedy(prompt, 2));
   EXPECT_EQ(text_status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(text_status.error_message(), HasSubstr("text: 20000 bytes can never fit"));
-  // The bound means something only where the same calls are quick without
-  // the flood; a shared CI machine under load is not such a place.
+  // The flood may add at most 100 ms to the others' p99 (on a quiet
+  // machine the calls take a few ms: under 100 ms in all). That means
+  // something only where the same calls are quick without the flood; a
+  // shared CI machine under load is not such a place.
   if (quiet > 50.0) GTEST_SKIP() << "the machine is too busy to measure: p99 " << quiet << " ms without the flood";
-  EXPECT_LT(flooded, 100.0) << "p99 of the other client's Generate, ms (" << quiet << " without the flood)";
+  EXPECT_LT(flooded, quiet + 100.0) << "p99 of the other client's Generate, ms (" << quiet << " without the flood)";
 }
 
 // --- Defect 11: malformed requests are INVALID_ARGUMENT on every method. --
