@@ -71,6 +71,12 @@ absl::Status Engine::Submit(Request request) {
                                                    " KV cache blocks; the cache has ",
                                                    backend_->kv_config().num_blocks));
   }
+  // Not a busy queue: the prompt could never be admitted, even idle.
+  if (prompt_len > config_.max_queued_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("prompt of ", prompt_len,
+                                                   " tokens is more than max_queued_tokens (",
+                                                   config_.max_queued_tokens, ")"));
+  }
   absl::MutexLock lock(&mu_);
   if (!admitting_) return absl::UnavailableError("engine is shutting down");
   if (queued_requests_ + 1 > config_.max_queued_requests ||

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "cuda/cuda_plugin.h"
 #include "engine/cpu/cpu_backend.h"
+#include "server/memory_budget.h"
 
 namespace inferd {
 namespace {
@@ -30,6 +31,19 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCpu(std::shared_ptr<const ModelWe
     const int64_t useful =
         int64_t{options.max_num_seqs} * ((model.max_seq_len + kv.block_size - 1) / kv.block_size);
     kv.num_blocks = static_cast<int>(std::min<int64_t>(*blocks, useful));
+  }
+  // The pools are committed lazily, so an allocation that cannot be backed
+  // would succeed and fail later; refuse it now. The engine keeps a few
+  // dozen bytes of bookkeeping per block besides.
+  constexpr int64_t kBookkeepingBytesPerBlock = 128;
+  const int64_t pool_bytes =
+      int64_t{kv.num_blocks} * (KvBlockBytes(model, kv.block_size, sizeof(float)) + kBookkeepingBytesPerBlock);
+  if (absl::Status fits = CheckFitsInMemory(
+          pool_bytes, absl::StrCat("the KV cache of ", kv.num_blocks, " blocks"),
+          options.kv_cache_blocks > 0 ? "lower --kv-cache-blocks"
+                                      : "lower --kv-cache-memory-mb or --max-num-seqs");
+      !fits.ok()) {
+    return fits;
   }
   absl::StatusOr<std::unique_ptr<CpuBackend>> backend = CpuBackend::Create(std::move(weights), kv);
   if (!backend.ok()) return backend.status();

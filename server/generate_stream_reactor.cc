@@ -7,16 +7,19 @@ namespace inferd {
 
 GenerateStreamReactor::GenerateStreamReactor(InferenceService* service, grpc::CallbackServerContext* context,
                                              const grpc::ByteBuffer& request)
-    : service_(service), deadline_(context->deadline()) {
-  const absl::Status submitted = service_->Submit(
-      context, request, [this](RequestOutput output) { OnEngineOutput(std::move(output)); }, &request_id_);
-  if (!submitted.ok()) {
-    {
-      absl::MutexLock lock(&mu_);
-      finish_started_ = true;
-    }
-    Finish(ToGrpcStatus(submitted));
+    : service_(service) {
+  state_->deadline = context->deadline();
+  service_->StartGenerate(
+      context, request, state_, [this](RequestOutput output) { OnEngineOutput(std::move(output)); },
+      [this](const grpc::Status& status) { OnRefused(status); });
+}
+
+void GenerateStreamReactor::OnRefused(const grpc::Status& status) {
+  {
+    absl::MutexLock lock(&mu_);
+    finish_started_ = true;
   }
+  Finish(status);
 }
 
 void GenerateStreamReactor::OnEngineOutput(RequestOutput output) {
@@ -39,7 +42,7 @@ void GenerateStreamReactor::OnWriteDone(bool ok) {
       abort = true;
     }
   }
-  if (abort) service_->AbortCancelledCall(request_id_, deadline_);
+  if (abort) service_->CancelGenerate(state_);
   Advance();
 }
 
@@ -51,7 +54,7 @@ void GenerateStreamReactor::OnCancel() {
   }
   // The engine answers with a last output (CANCELLED or DEADLINE_EXCEEDED);
   // Finish follows it.
-  service_->AbortCancelledCall(request_id_, deadline_);
+  service_->CancelGenerate(state_);
 }
 
 void GenerateStreamReactor::Advance() {

@@ -26,12 +26,12 @@ class GenerateStreamReactor final : public grpc::ServerWriteReactor<grpc::ByteBu
 
  private:
   void OnEngineOutput(RequestOutput output);  // engine thread
+  void OnRefused(const grpc::Status& status);  // the request never reached the engine
   // Starts the next write or the Finish, if one is due and none is in flight.
   void Advance();
 
   InferenceService* service_;
-  std::string request_id_;
-  std::chrono::system_clock::time_point deadline_;  // the client's
+  const std::shared_ptr<GenerateCallState> state_ = std::make_shared<GenerateCallState>();
 
   absl::Mutex mu_;
   v1::GenerateResponse pending_ ABSL_GUARDED_BY(mu_);

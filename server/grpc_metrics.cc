@@ -6,6 +6,9 @@
 #include <chrono>
 #include <string>
 
+#include "absl/container/flat_hash_set.h"
+#include "inferd/v1/inference.pb.h"
+
 namespace inferd {
 namespace {
 
@@ -56,12 +59,31 @@ const char* CodeLabel(grpc::StatusCode code) {
   }
 }
 
+// Method names come from clients; only ours and health's become label
+// values, so a flood of made-up names cannot grow /metrics without bound.
+bool IsKnownMethod(const std::string& method) {
+  static const auto* const known = [] {
+    auto* names = new absl::flat_hash_set<std::string>{"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"};
+    const google::protobuf::ServiceDescriptor* service = v1::GenerateRequest::descriptor()->file()->FindServiceByName(
+        "Inference");
+    for (int i = 0; service != nullptr && i < service->method_count(); ++i) {
+      names->insert("/" + service->full_name() + "/" + service->method(i)->name());
+    }
+    return names;
+  }();
+  return known->contains(method);
+}
+
 class MetricsInterceptor final : public grpc::experimental::Interceptor {
  public:
   MetricsInterceptor(const GrpcMetricFamilies& families, grpc::experimental::ServerRpcInfo* info)
       : families_(families), type_(TypeLabel(info->type())) {
     // "/package.Service/Method"
     const std::string full = info->method();
+    if (!IsKnownMethod(full)) {
+      service_ = method_ = "unknown";
+      return;
+    }
     const size_t slash = full.rfind('/');
     service_ = full.substr(1, slash - 1);
     method_ = full.substr(slash + 1);

@@ -2,6 +2,8 @@
 // serves the bundled model) runs the gRPC server; `generate` runs the engine
 // in-process.
 #include <cstdio>
+#include <exception>
+#include <new>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -10,7 +12,9 @@
 #include "server/serve_command.h"
 #include "server/server_config.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int Main(int argc, char** argv) {
   CLI::App app{"inferd: a high-throughput LLM inference server"};
   app.set_version_flag("--version", std::string(INFERD_VERSION));
   app.require_subcommand(0, 1);
@@ -30,4 +34,22 @@ int main(int argc, char** argv) {
     return 2;
   }
   return inferd::RunServe(*std::move(config));
+}
+
+}  // namespace
+
+// Errors are statuses everywhere; this is the last resort for what throws
+// anyway (std::bad_alloc from a library), so the process still ends with one
+// line and an exit code rather than SIGABRT.
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "inferd: out of memory\n");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "inferd: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "inferd: unexpected error\n");
+  }
+  return 1;
 }

@@ -78,6 +78,9 @@ absl::StatusOr<Request> ToEngineRequest(const v1::GenerateRequest& in, const Mod
     return Invalid("request_id", absl::StrCat("longer than ", limits.max_request_id_bytes, " bytes"));
   }
   out.id = in.request_id().empty() ? NewRequestId() : in.request_id();
+  if (static_cast<int>(in.model().size()) > limits.max_model_bytes) {
+    return Invalid("model", absl::StrCat("longer than ", limits.max_model_bytes, " bytes"));
+  }
   if (!in.model().empty() && in.model() != limits.model_name) {
     absl::Status s = Invalid("model", absl::StrCat("\"", in.model(), "\" is not served here; this server serves \"",
                                                    limits.model_name, "\""));
@@ -88,6 +91,18 @@ absl::StatusOr<Request> ToEngineRequest(const v1::GenerateRequest& in, const Mod
   switch (in.prompt_case()) {
     case v1::GenerateRequest::kText:
       if (in.text().empty()) return Invalid("text", "the prompt is empty");
+      if (limits.max_prompt_bytes > 0 && static_cast<int64_t>(in.text().size()) > limits.max_prompt_bytes) {
+        // Tokenizing it would only burn CPU: no tokenization of this many
+        // bytes fits the context.
+        absl::Status s = Invalid("text", absl::StrCat(in.text().size(), " bytes can never fit the model's context of ",
+                                                      model.max_seq_len, " tokens (at most ", limits.max_prompt_bytes,
+                                                      " bytes are accepted)"));
+        AttachErrorInfo(&s, "PROMPT_TOO_LONG",
+                        {{"prompt_bytes", std::to_string(in.text().size())},
+                         {"max_prompt_bytes", std::to_string(limits.max_prompt_bytes)},
+                         {"max_context_length", std::to_string(model.max_seq_len)}});
+        return s;
+      }
       out.prompt_ids = tokenizer.Encode(
           in.text(), {.add_bos = in.has_add_bos() ? in.add_bos() : tokenizer.AddsBosByDefault(),
                       .parse_special = limits.parse_special_tokens});

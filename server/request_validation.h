@@ -21,6 +21,10 @@ struct RequestLimits {
   int max_stop_string_bytes = 256;
   int max_logprobs = 20;
   int max_request_id_bytes = 256;
+  int max_model_bytes = 256;
+  // A prompt longer than this can never fit the context (context × the
+  // longest token's bytes); refused before it is tokenized. 0: no limit.
+  int64_t max_prompt_bytes = 0;
   int queue_full_retry_delay_ms = 500;  // the RetryInfo sent with RESOURCE_EXHAUSTED
   std::string server_version;
   // Special-token text in a text prompt becomes the special token

@@ -1,5 +1,7 @@
 #include "server/response_builder.h"
 
+#include "server/request_ids.h"
+
 namespace inferd {
 namespace {
 
@@ -22,7 +24,7 @@ double SecondsBetween(absl::Time from, absl::Time to) {
 }  // namespace
 
 void MergeOutput(const RequestOutput& out, v1::GenerateResponse* response) {
-  response->set_request_id(out.request_id);
+  response->set_request_id(std::string(ClientRequestId(out.request_id)));
   response->mutable_token_ids()->Add(out.token_ids.begin(), out.token_ids.end());
   response->mutable_text()->append(out.text);
   for (const TokenLogprob& lp : out.logprobs) {

@@ -3,11 +3,16 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <thread>
 
@@ -15,8 +20,13 @@
 #include "absl/synchronization/notification.h"
 #include "engine/engine.h"
 #include "engine/model/model_loader.h"
+#include "server/api_keys.h"
+#include "server/auth_interceptor.h"
 #include "server/inference_service.h"
 #include "server/backend_factory.h"
+#include "server/connection_limit.h"
+#include "server/inference_service.h"
+#include "server/listen_check.h"
 #include "server/grpc_metrics.h"
 #include "server/http/chat_renderer.h"
 #include "server/http/http_server.h"
@@ -82,6 +92,72 @@ void WatchReadiness(grpc::HealthCheckServiceInterface* health, std::atomic<bool>
   }
 }
 
+// Linking gRPC's reflection library registers its plugin with every
+// ServerBuilder; this option takes it out again when reflection is off.
+class WithoutReflection final : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    std::erase_if(*plugins, [](const std::unique_ptr<grpc::ServerBuilderPlugin>& plugin) {
+      return dynamic_cast<grpc::reflection::ProtoServerReflectionPlugin*>(plugin.get()) != nullptr;
+    });
+  }
+};
+
+// How often the TLS files are re-read: a renewed certificate is in use
+// within this, without a restart or a signal.
+constexpr unsigned kTlsRefreshSeconds = 1;
+
+absl::Status CheckPemFile(const std::string& key, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("--", key, " ", path, ": cannot read"));
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (text.find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("--", key, " ", path, ": not a PEM file"));
+  }
+  return absl::OkStatus();
+}
+
+// Insecure, or TLS (mTLS with a client CA) from files re-read every
+// kTlsRefreshSeconds.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const ServerConfig& config) {
+  if (config.tls_cert.empty()) return grpc::InsecureServerCredentials();
+  for (const auto& [key, path] : {std::pair<std::string, std::string>{"tls-cert", config.tls_cert},
+                                  {"tls-key", config.tls_key},
+                                  {"tls-client-ca", config.tls_client_ca}}) {
+    if (path.empty()) continue;
+    if (absl::Status status = CheckPemFile(key, path); !status.ok()) return status;
+  }
+  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      config.tls_key, config.tls_cert, config.tls_client_ca, kTlsRefreshSeconds);
+  grpc::experimental::TlsServerCredentialsOptions options(provider);
+  options.watch_identity_key_cert_pairs();
+  if (!config.tls_client_ca.empty()) {
+    options.watch_root_certs();
+    options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  } else {
+    options.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  }
+  return grpc::experimental::TlsServerCredentials(options);
+}
+
+// Start-up checks that need no model: settings that go together, and
+// whether both ports can be had.
+absl::Status CheckStartup(const ServerConfig& config) {
+  if (absl::Status status = CheckSecuritySettings(config); !status.ok()) return status;
+  if (config.metrics_port > 0 && config.metrics_port == config.port) {
+    return absl::InvalidArgumentError(absl::StrCat("--metrics-port ", config.metrics_port,
+                                                   " is also the gRPC --port; give them different ports"));
+  }
+  if (absl::Status status = CheckCanListen("gRPC", config.host, config.port); !status.ok()) return status;
+  if (config.metrics_port >= 0) {
+    if (absl::Status status = CheckCanListen("metrics", config.host, config.metrics_port); !status.ok()) {
+      return status;
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 int RunServe(ServerConfig config) {
@@ -95,8 +171,29 @@ int RunServe(ServerConfig config) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+
+  const uint64_t file_limit = RaiseFileLimit();
+  if (absl::Status status = CheckStartup(config); !status.ok()) {
+    spdlog::error("{}", std::string(status.message()));
+    return 1;
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = ServerCredentials(config);
+  if (!credentials.ok()) {
+    spdlog::error("{}", std::string(credentials.status().message()));
+    return 1;
+  }
+  std::unique_ptr<ApiKeys> api_keys;
+  if (!config.api_keys_file.empty()) {
+    absl::StatusOr<std::unique_ptr<ApiKeys>> keys = ApiKeys::Load(config.api_keys_file);
+    if (!keys.ok()) {
+      spdlog::error("{}", std::string(keys.status().message()));
+      return 1;
+    }
+    api_keys = *std::move(keys);
+  }
 
   RequestLogger logger;
   std::atomic<bool> http_ready{false};  // /readyz: the readiness of kReadinessService
@@ -117,7 +214,7 @@ int RunServe(ServerConfig config) {
                        .queue_full_retry_delay_ms = config.queue_full_retry_delay_ms,
                        .server_version = INFERD_VERSION,
                        .parse_special_tokens = config.tokenizer_parse_special};
-  InferenceService service(limits, {&logger, &metrics});
+  InferenceService service(limits, {&logger, &metrics}, ServiceOptions{.api_keys_required = api_keys != nullptr});
 
   // The OpenAI-compatible HTTP API answers from the start (503 while the
   // model loads), like the gRPC health service.
@@ -148,9 +245,13 @@ int RunServe(ServerConfig config) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  const std::string address = absl::StrCat(config.host, ":", config.port);
+  if (!config.reflection) builder.SetOption(std::make_unique<WithoutReflection>());
+  const std::string address = JoinHostPort(config.host, config.port);
   int bound_port = 0;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &bound_port);
+  builder.AddListeningPort(address, *credentials, &bound_port);
+  // gRPC sets SO_REUSEPORT by default, with which a second server on the
+  // same port starts and silently shares the traffic.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(config.max_receive_message_bytes);
   builder.SetMaxSendMessageSize(config.max_send_message_bytes);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, config.keepalive_time_seconds * 1000);
@@ -161,17 +262,25 @@ int RunServe(ServerConfig config) {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   builder.RegisterService(&service);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  // Authentication first: the metrics interceptor then sees its verdict.
+  interceptors.push_back(MakeAuthInterceptorFactory(api_keys.get(), &metrics.registry()));
   interceptors.push_back(MakeGrpcMetricsInterceptorFactory(&metrics.registry()));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || bound_port == 0) {
-    spdlog::error("cannot listen on {}", address);
+    // CheckStartup found the address free a moment ago: someone took it since.
+    absl::Status why = CheckCanListen("gRPC", config.host, config.port);
+    spdlog::error("{}", why.ok() ? absl::StrCat("gRPC: cannot listen on ", address) : std::string(why.message()));
     return 1;
   }
+  const int max_connections = LimitConnections(bound_port, config.max_connections, file_limit);
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
   health->SetServingStatus("", true);
   health->SetServingStatus(kReadinessService, false);
-  spdlog::info("inferd {} listening on {}:{} (loading {})", INFERD_VERSION, config.host, bound_port, config.model);
+  spdlog::info("inferd {} listening on {} (loading {}; {}, {}; at most {} connections of {} descriptors)",
+               INFERD_VERSION, JoinHostPort(config.host, bound_port), config.model,
+               config.tls_cert.empty() ? "plaintext" : config.tls_client_ca.empty() ? "TLS" : "mTLS",
+               api_keys != nullptr ? "API keys required" : "no API keys", max_connections, file_limit);
 
   std::string model_name;
   absl::StatusOr<std::unique_ptr<Engine>> engine = LoadEngine(config, &metrics, &model_name);
@@ -189,7 +298,13 @@ int RunServe(ServerConfig config) {
   spdlog::info("serving {} on {}:{}", model_name, config.host, bound_port);
 
   int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP) {
+    // TLS files are re-read on their own every kTlsRefreshSeconds.
+    if (api_keys != nullptr) {
+      absl::Status status = api_keys->Reload();
+      if (status.ok()) spdlog::info("SIGHUP: API keys reloaded from {}", api_keys->path());
+    }
+  }
   spdlog::info("{} received: draining (up to {}s for {} running requests)", strsignal(signal_number),
                config.drain_timeout_seconds, (*engine)->num_live_requests());
   draining = true;
@@ -207,6 +322,10 @@ int RunServe(ServerConfig config) {
   // Every HTTP stream has had its last event by now; give the writes a
   // moment to reach the clients.
   if (http_server != nullptr) http_server->Stop(absl::Seconds(2));
+  // The last answers get a moment to leave; then no new call can arrive
+  // for the shutdown to cancel.
+  absl::SleepFor(absl::Milliseconds(100));
+  spdlog::info("closing {} connections", CloseConnections());
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   server->Wait();
   metrics.AttachEngine(nullptr, "", "");  // the engine goes before the exposer

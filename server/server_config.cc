@@ -34,6 +34,7 @@ struct DoubleKey {
   double min;
   bool min_exclusive = false;  // true: the value must be > min
   double max = std::numeric_limits<double>::infinity();
+  absl::string_view type_name = "SECONDS";  // what --help calls the value
 };
 struct BoolKey {
   bool ServerConfig::*field;
@@ -56,6 +57,7 @@ constexpr absl::string_view kEngine = "Model and engine";
 constexpr absl::string_view kNetwork = "Network";
 constexpr absl::string_view kLimits = "Admission and request limits";
 constexpr absl::string_view kLifecycle = "Lifecycle";
+constexpr absl::string_view kSecurity = "Security";
 
 using C = ServerConfig;
 
@@ -70,7 +72,7 @@ const std::vector<KeySpec>& Table() {
        "compute backend: cpu, cuda, or auto (cuda when a GPU is usable)"},
       {"dtype", kEngine, StringKey{&C::dtype, {"auto", "float32", "bfloat16", "float16"}},
        "weights and KV-cache type: auto (float32 on the CPU, bfloat16 on CUDA), float32, bfloat16, float16"},
-      {"gpu_memory_utilization", kEngine, DoubleKey{&C::gpu_memory_utilization, 0, true, 1},
+      {"gpu_memory_utilization", kEngine, DoubleKey{&C::gpu_memory_utilization, 0, true, 1, "FRACTION"},
        "CUDA: fraction of free GPU memory the KV cache takes (when kv_cache_blocks is 0)"},
       {"kv_cache_blocks", kEngine, IntKey{&C::kv_cache_blocks, 0}, "KV-cache blocks (0: from kv_cache_memory_mb)"},
       {"kv_cache_memory_mb", kEngine, IntKey{&C::kv_cache_memory_mb, 1}, "KV-cache memory budget in MiB"},
@@ -78,7 +80,8 @@ const std::vector<KeySpec>& Table() {
       {"max_num_seqs", kEngine, IntKey{&C::max_num_seqs, 1}, "most sequences running at once"},
       {"max_num_batched_tokens", kEngine, IntKey{&C::max_num_batched_tokens, 1}, "most tokens in one engine step"},
       {"prefix_caching", kEngine, BoolKey{&C::prefix_caching}, "reuse the KV cache of shared prompt prefixes"},
-      {"host", kNetwork, StringKey{&C::host}, "address the gRPC server listens on"},
+      {"host", kNetwork, StringKey{&C::host},
+       "address the gRPC and metrics servers listen on (0.0.0.0 or :: for every interface)"},
       {"port", kNetwork, IntKey{&C::port, 0, 65535}, "gRPC port (0: any free port, logged at start)"},
       {"metrics_port", kNetwork, IntKey{&C::metrics_port, -1, 65535},
        "Prometheus /metrics port (0: any free port, logged at start; -1: disabled)"},
@@ -97,6 +100,19 @@ const std::vector<KeySpec>& Table() {
        "largest HTTP request body accepted (larger: 413)"},
       {"http_idle_timeout_seconds", kNetwork, DoubleKey{&C::http_idle_timeout_seconds, 0, true},
        "close an HTTP connection that sends no request this long"},
+      {"max_connections", kNetwork, IntKey{&C::max_connections, 1},
+       "most open gRPC connections; more are closed as they arrive (capped below the file limit)"},
+      {"reflection", kNetwork, BoolKey{&C::reflection}, "serve gRPC server reflection"},
+      {"api_keys_file", kSecurity, StringKey{&C::api_keys_file},
+       "file of API keys, one per line with an optional tenant name; reloaded on change (empty: no keys)"},
+      {"tls_cert", kSecurity, StringKey{&C::tls_cert}, "PEM certificate chain: serve gRPC over TLS"},
+      {"tls_key", kSecurity, StringKey{&C::tls_key}, "PEM private key of tls_cert"},
+      {"tls_client_ca", kSecurity, StringKey{&C::tls_client_ca},
+       "PEM CA bundle: require and verify client certificates (mTLS)"},
+      {"metrics_tls", kSecurity, BoolKey{&C::metrics_tls},
+       "serve /metrics over TLS with tls_cert (reserved: not implemented yet)"},
+      {"metrics_require_key", kSecurity, BoolKey{&C::metrics_require_key},
+       "require an API key on /metrics (reserved: not implemented yet)"},
       {"max_queued_requests", kLimits, IntKey{&C::max_queued_requests, 1},
        "waiting requests; more get RESOURCE_EXHAUSTED"},
       {"max_queued_tokens", kLimits, IntKey{&C::max_queued_tokens, 1}, "prompt tokens of waiting requests"},
@@ -226,8 +242,16 @@ std::string ValueAsString(const KeySpec& spec, const ServerConfig& config) {
                     spec.type);
 }
 
-// Shown in --help; indexed like KeySpec::type's alternatives.
-constexpr const char* kTypeNames[] = {"INT", "SECONDS", "BOOL", "TEXT"};
+// What --help calls a key's value.
+std::string TypeName(const KeySpec& spec) {
+  return std::visit(Overloaded{
+                        [](const IntKey&) { return std::string("INT"); },
+                        [](const DoubleKey& t) { return std::string(t.type_name); },
+                        [](const BoolKey&) { return std::string("BOOL"); },
+                        [](const StringKey&) { return std::string("TEXT"); },
+                    },
+                    spec.type);
+}
 
 // "FILE:LINE: message"; yaml-cpp counts lines from 0, editors from 1.
 absl::Status YamlError(const std::string& where, const YAML::Mark& mark, absl::string_view message) {
@@ -331,12 +355,21 @@ ServerConfigFlags::ServerConfigFlags(CLI::App* app) {
   for (const KeySpec& spec : Table()) {
     // Values stay strings here so that Resolve() parses them with the same
     // code as YAML values, and reports errors in the same words.
-    const std::string help(spec.help);  // CLI11 takes a description only as a const lvalue
+    const bool is_bool = std::holds_alternative<BoolKey>(spec.type);
+    // CLI11 takes a description only as a const lvalue. A bare boolean flag
+    // (--reflection) means true; CLI11 would give it the default string as
+    // its value, so booleans state their default in the help instead.
+    const std::string help =
+        is_bool ? absl::StrCat(spec.help, " (default ", ValueAsString(spec, defaults), ")") : std::string(spec.help);
     CLI::Option* option = app->add_option(FlagName(spec.key), help)
-                              ->type_name(kTypeNames[spec.type.index()])
-                              ->default_str(ValueAsString(spec, defaults))
+                              ->type_name(TypeName(spec))
                               ->group(std::string(spec.group))
                               ->take_last();
+    if (is_bool) {
+      option->expected(0, 1);
+    } else {
+      option->default_str(ValueAsString(spec, defaults));
+    }
     key_options_.push_back(option);
   }
   const std::string no_prefix_caching_help = "same as --prefix-caching=false";
@@ -357,7 +390,9 @@ absl::StatusOr<ServerConfig> ServerConfigFlags::Resolve() const {
     // Only flags given on the command line: the others must not reset what the file set.
     const CLI::Option* option = key_options_[i];
     if (option->count() == 0) continue;
-    absl::Status status = SetFromString(table[i], option->results().back(), &config);
+    const bool bare_bool = std::holds_alternative<BoolKey>(table[i].type) && option->results().back().empty();
+    const std::string value = bare_bool ? "true" : option->results().back();
+    absl::Status status = SetFromString(table[i], value, &config);
     if (!status.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(FlagName(table[i].key), ": ", status.message()));
     }
@@ -386,6 +421,20 @@ absl::Status ValidateServerConfig(const ServerConfig& config) {
   for (const KeySpec& spec : Table()) {
     absl::Status status = CheckValue(spec, config);
     if (!status.ok()) return absl::InvalidArgumentError(absl::StrCat(spec.key, ": ", status.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckSecuritySettings(const ServerConfig& config) {
+  if (config.tls_cert.empty() != config.tls_key.empty()) {
+    return absl::InvalidArgumentError("tls_cert and tls_key: give both or neither");
+  }
+  if (!config.tls_client_ca.empty() && config.tls_cert.empty()) {
+    return absl::InvalidArgumentError("tls_client_ca: needs tls_cert and tls_key");
+  }
+  if (config.metrics_tls || config.metrics_require_key) {
+    return absl::UnimplementedError(absl::StrCat(config.metrics_tls ? "metrics_tls" : "metrics_require_key",
+                                                 ": not implemented yet (the metrics server is being rewritten)"));
   }
   return absl::OkStatus();
 }

@@ -30,7 +30,7 @@ struct ServerConfig {
   bool prefix_caching = true;
 
   // Network.
-  std::string host = "0.0.0.0";
+  std::string host = "127.0.0.1";  // loopback unless asked: exposing the API is a decision
   int port = 50051;
   int metrics_port = 9400;
   int max_receive_message_bytes = 16 << 20;
@@ -41,6 +41,16 @@ struct ServerConfig {
   int http_threads = 2;                 // I/O threads of the HTTP API, however many streams are open
   int http_max_body_bytes = 8 << 20;    // larger request bodies get 413
   double http_idle_timeout_seconds = 60;  // an idle keep-alive connection is closed after this
+  int max_connections = 10000;          // open gRPC connections; more are closed on arrival
+  bool reflection = false;
+
+  // Security (API.md, Security).
+  std::string api_keys_file;  // empty: no keys required
+  std::string tls_cert;       // with tls_key: gRPC over TLS
+  std::string tls_key;
+  std::string tls_client_ca;  // mTLS: clients must present a certificate this CA signed
+  bool metrics_tls = false;          // reserved for the metrics server rewrite
+  bool metrics_require_key = false;  // reserved for the metrics server rewrite
 
   // Admission and request limits.
   int max_queued_requests = 1024;       // waiting requests; more get RESOURCE_EXHAUSTED
@@ -87,5 +97,9 @@ std::vector<std::string> ServerConfigKeys();
 // Checks every value's range (as Resolve() does), e.g. after code changed a
 // resolved config; the error names the first bad key.
 absl::Status ValidateServerConfig(const ServerConfig& config);
+
+// The keys that only make sense together (tls_cert with tls_key, ...), and
+// the reserved ones not implemented yet; `serve` checks these at start.
+absl::Status CheckSecuritySettings(const ServerConfig& config);
 
 }  // namespace inferd

@@ -37,12 +37,15 @@ absl::Status CompletionCall::Submit(int c) {
   if (proto.sampling().has_seed()) proto.mutable_sampling()->set_seed(proto.sampling().seed() + c % request_.n);
   std::string engine_id;
   const absl::Status status = service_->SubmitRequest(
-      proto, Protocol::kHttp, std::nullopt,
+      proto, /*scope=*/"http", Protocol::kHttp, std::nullopt,
       [self = shared_from_this(), c](RequestOutput output) {
         self->sink_->Post([self, c, output = std::move(output)]() mutable { self->OnOutput(c, std::move(output)); });
       },
       &engine_id);
-  if (status.ok()) choices_[c].submitted = true;
+  if (status.ok()) {
+    choices_[c].engine_id = engine_id;  // scoped (request_ids.h): what Abort must name
+    choices_[c].submitted = true;
+  }
   return status;
 }
 

@@ -340,3 +340,22 @@ TEST(Engine, BoundedWaitingQueueRefusesWithResourceExhausted) {
 
 }  // namespace
 }  // namespace inferd
+
+namespace inferd {
+namespace {
+
+// Issue 12, defect 13: a prompt longer than max_queued_tokens can never be
+// admitted, so it is a bad request, not a busy queue (no retry would help).
+TEST(Engine, PromptLongerThanTheQueueIsInvalidEvenWhenIdle) {
+  EngineConfig config;
+  config.max_queued_tokens = 4;
+  auto engine = testing::MakeEngine(64, 16, config);
+  const absl::Status status = engine->Submit(testing::MakeRequest("long", {1, 5, 6, 7, 8, 9}, 5));
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_NE(status.message().find("max_queued_tokens (4)"), std::string::npos) << status;
+  EXPECT_TRUE(engine->Submit(testing::MakeRequest("short", {1, 5, 6}, 5)).ok());
+  EXPECT_TRUE(engine->WaitUntilIdle(absl::Now() + absl::Seconds(30)));
+}
+
+}  // namespace
+}  // namespace inferd

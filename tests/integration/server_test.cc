@@ -232,7 +232,7 @@ std::string WaitForLogLine(const ServerProcess& server, const std::string& needl
 class ServerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<ServerProcess>> started = ServerProcess::Start();
+    absl::StatusOr<std::unique_ptr<ServerProcess>> started = ServerProcess::Start({.flags = {"--reflection"}});
     if (started.ok()) {
       server_ = *std::move(started);
     } else {
@@ -599,7 +599,9 @@ TEST_F(ServerTest, DeadlineExceededMidStreamFreesTheRequest) {
   // The engine ended it: by its own deadline check or by gRPC's cancellation,
   // whichever came first.
   EXPECT_THAT(WaitForLogLine(*server_, "request deadline-me "),
-              AnyOf(HasSubstr("deadline-me DEADLINE_EXCEEDED"), HasSubstr("deadline-me CANCELLED")));
+              AnyOf(HasSubstr("deadline-me DEADLINE_EXCEEDED"), HasSubstr("deadline-me CANCELLED"),
+                    // Or before it was handled at all, on a busy machine.
+                    HasSubstr("deadline-me refused: DEADLINE_EXCEEDED")));
   std::string metrics;
   const std::optional<bool> idle = WaitUntilIdle(*server_, &metrics);
   if (!idle.has_value()) GTEST_SKIP() << kNoMetrics;

@@ -68,7 +68,7 @@ const std::map<std::string, std::string>& SampleValues() {
       {"max_num_seqs", "7"},
       {"max_num_batched_tokens", "4096"},
       {"prefix_caching", "false"},
-      {"host", "127.0.0.1"},
+      {"host", "0.0.0.0"},
       {"port", "8080"},
       {"metrics_port", "0"},
       {"max_receive_message_bytes", "2048"},
@@ -79,6 +79,14 @@ const std::map<std::string, std::string>& SampleValues() {
       {"http_threads", "3"},
       {"http_max_body_bytes", "4096"},
       {"http_idle_timeout_seconds", "7.5"},
+      {"max_connections", "50"},
+      {"reflection", "true"},
+      {"api_keys_file", "keys.txt"},
+      {"tls_cert", "cert.pem"},
+      {"tls_key", "key.pem"},
+      {"tls_client_ca", "ca.pem"},
+      {"metrics_tls", "true"},
+      {"metrics_require_key", "true"},
       {"max_queued_requests", "9"},
       {"max_queued_tokens", "99"},
       {"queue_full_retry_delay_ms", "0"},
@@ -327,6 +335,57 @@ TEST(ServerConfigTest, HelpListsEveryFlag) {
   const std::string help = app.help();
   for (const std::string& key : ServerConfigKeys()) EXPECT_THAT(help, HasSubstr(Flag(key)));
   EXPECT_THAT(help, AllOf(HasSubstr("--config"), HasSubstr("--no-prefix-caching"), HasSubstr("50051")));
+}
+
+// Issue 12, defect 14: --gpu-memory-utilization is a fraction, not a duration.
+TEST(ServerConfigTest, HelpNamesEachValueForWhatItIs) {
+  CLI::App app{"inferd"};
+  ServerConfigFlags flags(&app);
+  const std::string help = app.help();
+  const size_t at = help.find("--gpu-memory-utilization");
+  ASSERT_NE(at, std::string::npos);
+  const std::string line = help.substr(at, help.find('\n', at) - at);
+  EXPECT_THAT(line, HasSubstr("FRACTION"));
+  EXPECT_THAT(line, ::testing::Not(HasSubstr("SECONDS")));
+  const size_t drain = help.find("--drain-timeout-seconds");
+  ASSERT_NE(drain, std::string::npos);
+  EXPECT_THAT(help.substr(drain, help.find('\n', drain) - drain), HasSubstr("SECONDS"));
+}
+
+TEST(ServerConfigTest, BareBooleanFlagMeansTrue) {
+  absl::StatusOr<ServerConfig> config = ResolveArgs({"serve", "--reflection", "--port", "7"});
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->reflection);
+  EXPECT_EQ(config->port, 7);
+  config = ResolveArgs({"serve", "--reflection", "false"});
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_FALSE(config->reflection);
+}
+
+// Issue 12: the API is exposed only when asked, reflection only when asked.
+TEST(ServerConfigTest, ListensOnLoopbackWithoutReflectionByDefault) {
+  const ServerConfig defaults;
+  EXPECT_EQ(defaults.host, "127.0.0.1");
+  EXPECT_FALSE(defaults.reflection);
+}
+
+std::string SecurityError(std::vector<std::string> args) {
+  absl::StatusOr<ServerConfig> config = ResolveArgs(std::move(args));
+  if (!config.ok()) return "unresolved: " + config.status().ToString();
+  absl::Status status = CheckSecuritySettings(*config);
+  return status.ok() ? "" : std::string(status.message());
+}
+
+TEST(ServerConfigTest, TlsNeedsBothCertificateAndKey) {
+  EXPECT_THAT(SecurityError({"serve", "--tls-cert", "c.pem"}), HasSubstr("tls_cert and tls_key"));
+  EXPECT_THAT(SecurityError({"serve", "--tls-client-ca", "ca.pem"}), HasSubstr("tls_client_ca"));
+  EXPECT_EQ(SecurityError({"serve", "--tls-cert", "c.pem", "--tls-key", "k.pem"}), "");
+  EXPECT_EQ(SecurityError({"serve"}), "");
+}
+
+TEST(ServerConfigTest, ReservedMetricsSecurityKeysSayTheyAreNotImplemented) {
+  EXPECT_THAT(SecurityError({"serve", "--metrics-tls", "true"}), HasSubstr("not implemented"));
+  EXPECT_THAT(SecurityError({"serve", "--metrics-require-key", "true"}), HasSubstr("not implemented"));
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -257,6 +258,13 @@ struct ServerOptions {
   std::vector<std::string> flags;  // after `serve --host 127.0.0.1 --port 0 --metrics-port N --http-port 0`
   int metrics_port = 0;            // 0: any free port (read from the log); -1: no metrics listener
   milliseconds ready_timeout{20000};
+  // How the harness's channels connect (default: plaintext); with TLS, the
+  // name the server's certificate must carry.
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  std::string tls_target_name = "localhost";
+  // RLIMIT_NOFILE of the server process (soft, hard); 0: inherited.
+  rlim_t file_limit_soft = 0;
+  rlim_t file_limit_hard = 0;
 };
 
 class ServerProcess {
@@ -293,6 +301,10 @@ class ServerProcess {
       const int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
       if (log < 0 || null < 0 || dup2(null, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0) _exit(126);
       if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(126);
+      if (options.file_limit_hard > 0) {
+        const rlimit limit{.rlim_cur = options.file_limit_soft, .rlim_max = options.file_limit_hard};
+        if (setrlimit(RLIMIT_NOFILE, &limit) != 0) _exit(126);
+      }
       execve(argv[0], argv.data(), environ);
       _exit(127);
     }
@@ -313,8 +325,9 @@ class ServerProcess {
     server->metrics_port_ = options.metrics_port > 0    ? options.metrics_port
                             : options.metrics_port == 0 ? PortAfter(server->ReadLog(), " metrics on http://")
                                                         : 0;
-    server->channel_ =
-        grpc::CreateChannel("127.0.0.1:" + std::to_string(server->port_), grpc::InsecureChannelCredentials());
+    server->credentials_ = options.credentials != nullptr ? options.credentials : grpc::InsecureChannelCredentials();
+    server->tls_target_name_ = options.credentials != nullptr ? options.tls_target_name : "";
+    server->channel_ = server->NewChannel();
     const bool ready = PollUntil(
         [&] {
           if (!server->Alive()) return true;
@@ -349,11 +362,17 @@ class ServerProcess {
   // Each stub on a channel of its own when `own_channel`: separate
   // connections, as separate clients would have.
   std::unique_ptr<v1::Inference::Stub> NewStub(bool own_channel = false) const {
-    if (!own_channel) return v1::Inference::NewStub(channel_);
+    return v1::Inference::NewStub(own_channel ? NewChannel() : channel_);
+  }
+
+  // A channel with a connection of its own, with the server's credentials
+  // unless others are given.
+  std::shared_ptr<grpc::Channel> NewChannel(std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr) const {
     grpc::ChannelArguments args;
-    args.SetInt("grpc.use_local_subchannel_pool", 1);  // a connection of its own
-    return v1::Inference::NewStub(
-        grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials(), args));
+    args.SetInt("grpc.use_local_subchannel_pool", 1);
+    if (!tls_target_name_.empty()) args.SetSslTargetNameOverride(tls_target_name_);
+    return grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port_),
+                                     credentials != nullptr ? credentials : credentials_, args);
   }
 
   absl::StatusOr<ServingStatus> Health(const std::string& service) const { return CheckHealth(channel_, service); }
@@ -414,6 +433,8 @@ class ServerProcess {
   int port_ = 0;
   int metrics_port_ = 0;
   std::string log_path_;
+  std::shared_ptr<grpc::ChannelCredentials> credentials_;
+  std::string tls_target_name_;
   std::shared_ptr<grpc::Channel> channel_;
   std::optional<int> exit_status_;
 };

@@ -150,7 +150,11 @@ class ServerExited(AssertionError):
 class InferdServer:
     """One `inferd serve` process on free ports (gRPC, metrics, HTTP), and its log."""
 
-    def __init__(self, *extra_args):
+    def __init__(self, *extra_args, credentials=None, target_name="localhost"):
+        # credentials: grpc.ssl_channel_credentials(...) for a TLS server;
+        # its certificate must name `target_name`.
+        self.credentials = credentials
+        self.target_name = target_name
         self._log = tempfile.NamedTemporaryFile(prefix="inferd-python-test-", suffix=".log", delete=False)
         self.log_path = self._log.name
         # Where the server logs (stdout or stderr) is not part of the API:
@@ -187,7 +191,7 @@ class InferdServer:
             raise AssertionError(f"{error} ('listening on HOST:PORT', 'metrics on URL'):\n{self.log()}") from None
         http_port = re.search(r"openai api on http://[^\s/]+:(\d+)/v1", self.log())
         self.http_port = int(http_port.group(1)) if http_port else None
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        self.channel = self.new_channel()
         self.stub = pb_grpc.InferenceStub(self.channel)
 
         def ready():
@@ -206,6 +210,14 @@ class InferdServer:
             raise
         except AssertionError as error:  # the timeout: show the log
             raise AssertionError(f"{error}:\n{self.log()}") from None
+
+    def new_channel(self, credentials=None):
+        """A channel to the server, with its credentials unless others are given."""
+        credentials = credentials or self.credentials
+        if credentials is None:
+            return grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        return grpc.secure_channel(f"127.0.0.1:{self.port}", credentials,
+                                   options=[("grpc.ssl_target_name_override", self.target_name)])
 
     def health(self, service):
         """grpc.health.v1.Health/Check for `service`: its status name, or the

@@ -1,0 +1,34 @@
+// A fixed set of threads and a bounded queue for request work that may take
+// long (parsing and tokenizing a large prompt), so that gRPC's callback
+// threads, which every call shares, never wait on it.
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
+namespace inferd {
+
+class WorkPool {
+ public:
+  WorkPool(int num_threads, int max_queued);
+  ~WorkPool();  // runs what is queued, then joins
+
+  // Queues `job`; false (and `job` dropped) if max_queued jobs already wait.
+  bool TrySchedule(std::function<void()> job);
+
+ private:
+  void Run();
+
+  const int max_queued_;
+  absl::Mutex mu_;
+  std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace inferd

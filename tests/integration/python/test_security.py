@@ -1,0 +1,135 @@
+"""Issue 12, security, from Python's grpcio: API keys as `authorization:
+Bearer KEY` metadata, TLS, and mTLS against the real `inferd serve`.
+
+Certificates are made at test time by tests/integration/make_test_certs.sh
+(openssl). The same features have C++ client tests in
+tests/integration/security_test.cc.
+"""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+import grpc
+
+from inferd_testing import SOURCE_DIR, InferdServer, pb, pb_grpc, wait_for
+
+KEY_A = "sk-py-alpha-0123456789"
+KEY_B = "sk-py-bravo-9876543210"
+
+
+def make_certs(directory, prefix=""):
+    subprocess.run([os.path.join(SOURCE_DIR, "tests", "integration", "make_test_certs.sh"), directory, prefix],
+                   check=True, capture_output=True)
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def generate(stub, key=None, timeout=30):
+    metadata = [("authorization", f"Bearer {key}")] if key else None
+    return stub.Generate(pb.GenerateRequest(text="Once", stopping=pb.StoppingCriteria(max_tokens=2)),
+                         metadata=metadata, timeout=timeout)
+
+
+class Servers(unittest.TestCase):
+    """Each test starts its own server (flags differ); stopped with SIGTERM, exit 0."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="inferd-security-")
+        self.addCleanup(shutil.rmtree, self.dir)
+
+    def start(self, *args, credentials=None):
+        server = InferdServer(*args, credentials=credentials)
+        self.addCleanup(server.remove_log)
+        self.addCleanup(server.kill)
+        server.wait_until_ready()
+        self.addCleanup(lambda: self.assertEqual(server.stop(), 0, server.log()))
+        return server
+
+    def tls(self, ca="ca.pem", client=False, prefix=""):
+        return grpc.ssl_channel_credentials(
+            root_certificates=read(os.path.join(self.dir, ca)),
+            private_key=read(os.path.join(self.dir, prefix + "client.key")) if client else None,
+            certificate_chain=read(os.path.join(self.dir, prefix + "client.pem")) if client else None)
+
+
+class ApiKeyTest(Servers):
+
+    def test_keys_are_required_checked_and_counted_by_tenant(self):
+        keys = os.path.join(self.dir, "keys.txt")
+        with open(keys, "w") as f:
+            f.write(f"# keys\n{KEY_A} alpha\n{KEY_B}\n")
+        server = self.start("--api-keys-file", keys)
+        with self.assertRaises(grpc.RpcError) as missing:
+            generate(server.stub)
+        self.assertEqual(missing.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+        with self.assertRaises(grpc.RpcError) as wrong:
+            generate(server.stub, key="sk-nope")
+        self.assertEqual(wrong.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+        self.assertEqual(len(generate(server.stub, key=KEY_A).token_ids), 2)
+        generate(server.stub, key=KEY_B)
+        self.assertEqual(server.health("inferd.v1.Inference"), "SERVING")  # health needs no key
+        scrape = server.scrape()
+        self.assertEqual(scrape.value("inferd_tenant_requests_total", tenant="alpha"), 1)
+        self.assertEqual(scrape.value("inferd_tenant_requests_total", tenant="default"), 1)
+        for secret in (KEY_A, KEY_B, "sk-nope"):
+            self.assertNotIn(secret, server.log())
+            self.assertNotIn(secret, str(scrape.samples))
+
+
+class TlsTest(Servers):
+
+    def test_tls_serves_python_clients_and_refuses_plaintext(self):
+        make_certs(self.dir)
+        server = self.start("--tls-cert", os.path.join(self.dir, "server.pem"),
+                            "--tls-key", os.path.join(self.dir, "server.key"), credentials=self.tls())
+        self.assertEqual(len(generate(server.stub).token_ids), 2)
+        plaintext = pb_grpc.InferenceStub(grpc.insecure_channel(f"127.0.0.1:{server.port}"))
+        with self.assertRaises(grpc.RpcError) as refused:
+            generate(plaintext, timeout=3)
+        self.assertEqual(refused.exception.code(), grpc.StatusCode.UNAVAILABLE)
+
+    def test_mutual_tls_needs_a_client_certificate_with_an_api_key_on_top(self):
+        make_certs(self.dir)
+        keys = os.path.join(self.dir, "keys.txt")
+        with open(keys, "w") as f:
+            f.write(f"{KEY_A} alpha\n")
+        server = self.start("--tls-cert", os.path.join(self.dir, "server.pem"),
+                            "--tls-key", os.path.join(self.dir, "server.key"),
+                            "--tls-client-ca", os.path.join(self.dir, "ca.pem"),
+                            "--api-keys-file", keys, credentials=self.tls(client=True))
+        self.assertEqual(len(generate(server.stub, key=KEY_A).token_ids), 2)
+        with self.assertRaises(grpc.RpcError) as no_key:
+            generate(server.stub)
+        self.assertEqual(no_key.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+        anonymous = pb_grpc.InferenceStub(server.new_channel(self.tls(client=False)))
+        with self.assertRaises(grpc.RpcError) as refused:
+            generate(anonymous, key=KEY_A, timeout=3)
+        self.assertEqual(refused.exception.code(), grpc.StatusCode.UNAVAILABLE)
+
+    def test_a_renewed_certificate_is_used_without_a_restart(self):
+        make_certs(self.dir)
+        make_certs(self.dir, "next-")
+        server = self.start("--tls-cert", os.path.join(self.dir, "server.pem"),
+                            "--tls-key", os.path.join(self.dir, "server.key"), credentials=self.tls())
+        for name in ("server.key", "server.pem"):
+            shutil.copy(os.path.join(self.dir, "next-" + name), os.path.join(self.dir, name + ".new"))
+            os.replace(os.path.join(self.dir, name + ".new"), os.path.join(self.dir, name))
+
+        def next_ca_works():
+            stub = pb_grpc.InferenceStub(server.new_channel(self.tls(ca="next-ca.pem")))
+            try:
+                return len(generate(stub, timeout=3).token_ids) == 2
+            except grpc.RpcError:
+                return False
+
+        wait_for("the renewed certificate", next_ca_works, timeout=15, interval=0.2)
+
+
+if __name__ == "__main__":
+    unittest.main()
