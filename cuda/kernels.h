@@ -50,6 +50,14 @@ cudaError_t LaunchSiluAndMul(Dtype dtype, const void* gate_up, int num_tokens, i
 cudaError_t LaunchGatherFinalNorm(Dtype dtype, const float* x, const float* delta, const int* row_tokens, int rows,
                                   int dim, const float* weight, float eps, void* out, cudaStream_t stream);
 
+// logit_candidates.cu: for each of `rows` rows of `vocab` fp32 logits, its k
+// largest (ids and logits, descending, ties lower id first; NaN as -inf)
+// into ids/values[row][kMaxCandidates], and its log-sum-exp into
+// logsumexp[row]. k in [1, min(kMaxCandidates, vocab)].
+inline constexpr int kMaxCandidates = 64;  // == engine's kMaxLogitCandidates
+cudaError_t LaunchLogitCandidates(const float* logits, int rows, int vocab, int k, int* ids, float* values,
+                                  float* logsumexp, cudaStream_t stream);
+
 // Where attention finds a step's sequences (device arrays of the step's
 // metadata; see step_inputs.h).
 struct AttentionBatch {
