@@ -153,9 +153,7 @@ class CudaBackend final : public Backend {
 absl::StatusOr<std::unique_ptr<Backend>> CudaBackend::Create(const ModelConfig& config,
                                                              const WeightsMaker& make_weights,
                                                              const CudaBackendOptions& options) {
-  if (const std::string problem = DeviceProblem(options.device); !problem.empty()) {
-    return absl::UnavailableError(problem);
-  }
+  // The options first: a bad one is the caller's error, on any machine.
   Dtype dtype;
   if (!cuda::ParseDtype(options.dtype, &dtype)) {
     return absl::InvalidArgumentError(absl::StrCat("CUDA backend: unknown dtype \"", options.dtype,
@@ -182,6 +180,9 @@ absl::StatusOr<std::unique_ptr<Backend>> CudaBackend::Create(const ModelConfig& 
     return absl::InvalidArgumentError(absl::StrCat("CUDA backend: gpu_memory_utilization (",
                                                    options.gpu_memory_utilization, ") must be in (0, ",
                                                    kMaxGpuMemoryUtilization, "]"));
+  }
+  if (const std::string problem = DeviceProblem(options.device); !problem.empty()) {
+    return absl::UnavailableError(problem);
   }
   std::unique_ptr<CudaBackend> backend(new CudaBackend(config, options, dtype));
   if (absl::Status s = backend->Init(make_weights); !s.ok()) return s;
