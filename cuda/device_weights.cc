@@ -141,8 +141,10 @@ absl::Status DeviceWeights::Allocate(std::vector<Piece>* pieces) {
 
 absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Upload(const ModelWeights& weights, Dtype dtype,
                                                                      cudaStream_t stream) {
-  if (static_cast<int64_t>(weights.storage.size()) != HostWeightLayout::For(weights.config).total) {
-    return absl::InvalidArgumentError("CUDA backend: the weights' storage does not match their config");
+  if (weights.f32_storage() == nullptr ||
+      static_cast<int64_t>(weights.f32_storage_size()) != HostWeightLayout::For(weights.config).total) {
+    return absl::UnimplementedError(absl::StrCat("CUDA backend: ", weights.config.name,
+                                                 ": uploads only fp32 weights in llama2.c layout"));
   }
   std::unique_ptr<DeviceWeights> w(new DeviceWeights(weights.config, dtype));
   std::vector<Piece> pieces;
@@ -167,7 +169,7 @@ absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Upload(const Model
       if (dtype != Dtype::kFloat32) INFERD_CUDA_RETURN_IF_ERROR(cudaMalloc(&staging[i], kChunk * sizeof(float)));
       INFERD_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&done[i], cudaEventDisableTiming));
     }
-    const float* host = weights.storage.data();
+    const float* host = weights.f32_storage();
     int buf = 0;
     for (const Piece& piece : pieces) {
       const bool as_fp32 = piece.fp32 || dtype == Dtype::kFloat32;

@@ -17,8 +17,8 @@
 
 namespace inferd::cuda {
 
-// Element offsets of every tensor in ModelWeights::storage (llama2.c file
-// order, as ModelWeights::Allocate lays it out); the dummy generator's
+// Element offsets of every tensor in ModelWeights' fp32 storage (llama2.c
+// file order, as ModelWeights::AllocateF32 lays it out); the dummy generator's
 // element index is the offset in this storage.
 struct HostWeightLayout {
   int64_t token_embedding = 0;

@@ -265,11 +265,11 @@ void Engine::SampleAndUpdate(const SchedulerOutput& scheduled) {
     const int num_output = sequence->num_output();
     const bool can_stop = num_output >= stopping.min_tokens;
     const auto is_end_token = [&](int token) {
-      return !stopping.ignore_eos && (token == model.eos_token_id || token == model.bos_token_id);
+      return !stopping.ignore_eos && model.IsEos(token);
     };
     if (!can_stop) {
       // Before min_tokens, no token that would end the request can be drawn.
-      for (int id : {model.eos_token_id, model.bos_token_id}) {
+      for (int id : model.eos_token_ids) {
         if (is_end_token(id)) logits[id] = -INFINITY;
       }
       for (int id : stopping.stop_token_ids) {

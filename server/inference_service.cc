@@ -190,8 +190,7 @@ grpc::ServerUnaryReactor* InferenceService::GetModelInfo(grpc::CallbackServerCon
   response->set_vocab_size(model.vocab_size);
   response->set_max_context_length(model.max_seq_len);
   response->set_bos_token_id(model.bos_token_id);
-  response->add_eos_token_ids(model.eos_token_id);
-  if (model.bos_token_id != model.eos_token_id) response->add_eos_token_ids(model.bos_token_id);
+  for (int id : model.eos_token_ids) response->add_eos_token_ids(id);
   response->set_dtype(std::string(engine.backend().dtype()));
   response->set_backend(std::string(engine.backend().name()));
   response->set_kv_block_size(engine.kv_config().block_size);

@@ -21,6 +21,12 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(std::shared_ptr<c
     return absl::InvalidArgumentError(absl::StrCat("CpuBackend: invalid KV cache of ", kv_config.num_blocks,
                                                    " blocks of ", kv_config.block_size, " tokens"));
   }
+  const ModelConfig& c = weights->config;
+  if (weights->dtype != WeightType::kF32 || c.rope_style != RopeStyle::kAdjacentPairs || c.attention_bias ||
+      c.qk_norm || c.q_dim() != c.dim) {
+    return absl::UnimplementedError(absl::StrCat("CpuBackend: ", c.name, " (", c.architecture,
+                                                 ") needs model features the CPU backend lacks"));
+  }
   return std::unique_ptr<CpuBackend>(new CpuBackend(std::move(weights), kv_config));
 }
 
@@ -35,12 +41,12 @@ CpuBackend::CpuBackend(std::shared_ptr<const ModelWeights> weights, const KvCach
 
   // The same float expressions as llama2.c, so rotations match it bit for bit.
   const int half = c.head_dim() / 2;
+  const std::vector<float> inv_freq = RopeInverseFrequencies(c);
   rope_cos_.resize(static_cast<size_t>(c.max_seq_len) * half);
   rope_sin_.resize(rope_cos_.size());
   for (int pos = 0; pos < c.max_seq_len; ++pos) {
     for (int i = 0; i < half; ++i) {
-      const float freq = 1.0f / powf(c.rope_theta, static_cast<float>(2 * i) / static_cast<float>(c.head_dim()));
-      const float angle = static_cast<float>(pos) * freq;
+      const float angle = static_cast<float>(pos) * inv_freq[i];
       rope_cos_[static_cast<size_t>(pos) * half + i] = cosf(angle);
       rope_sin_[static_cast<size_t>(pos) * half + i] = sinf(angle);
     }
@@ -138,7 +144,7 @@ absl::Status CpuBackend::Forward(const StepBatch& batch, absl::Span<float> logit
   // Token embedding.
   for (int t = 0; t < n; ++t) {
     std::memcpy(&x_[static_cast<size_t>(t) * c.dim],
-                weights_->token_embedding + static_cast<size_t>(batch.token_ids[t]) * c.dim, c.dim * sizeof(float));
+                weights_->token_embedding.f32() + static_cast<size_t>(batch.token_ids[t]) * c.dim, c.dim * sizeof(float));
   }
   for (int layer = 0; layer < c.n_layers; ++layer) {
     AttentionBlock(layer, batch);
@@ -153,15 +159,15 @@ void CpuBackend::AttentionBlock(int layer, const StepBatch& batch) {
   const ModelConfig& c = weights_->config;
   const LayerWeights& w = weights_->layers[layer];
   const int n = batch.num_tokens();
-  RmsNorm(x_.data(), w.rms_att, n, xb_.data());
-  MatMul(xb_.data(), n, c.dim, w.wq, c.dim, q_.data());
-  MatMul(xb_.data(), n, c.dim, w.wk, c.kv_dim(), k_.data());
-  MatMul(xb_.data(), n, c.dim, w.wv, c.kv_dim(), v_.data());
+  RmsNorm(x_.data(), w.rms_att.f32(), n, xb_.data());
+  MatMul(xb_.data(), n, c.dim, w.wq.f32(), c.dim, q_.data());
+  MatMul(xb_.data(), n, c.dim, w.wk.f32(), c.kv_dim(), k_.data());
+  MatMul(xb_.data(), n, c.dim, w.wv.f32(), c.kv_dim(), v_.data());
   Rope(q_.data(), c.n_heads, batch.positions.data(), n);
   Rope(k_.data(), c.n_kv_heads, batch.positions.data(), n);
   WriteKv(layer, batch);
   Attend(layer, batch);
-  MatMul(att_out_.data(), n, c.dim, w.wo, c.dim, xb_.data());
+  MatMul(att_out_.data(), n, c.dim, w.wo.f32(), c.dim, xb_.data());
   for (size_t i = 0; i < static_cast<size_t>(n) * c.dim; ++i) x_[i] += xb_[i];
 }
 
@@ -231,16 +237,16 @@ void CpuBackend::Attend(int layer, const StepBatch& batch) {
 void CpuBackend::FeedForwardBlock(int layer, int num_tokens) {
   const ModelConfig& c = weights_->config;
   const LayerWeights& w = weights_->layers[layer];
-  RmsNorm(x_.data(), w.rms_ffn, num_tokens, xb_.data());
-  MatMul(xb_.data(), num_tokens, c.dim, w.w1, c.hidden_dim, hb_.data());
-  MatMul(xb_.data(), num_tokens, c.dim, w.w3, c.hidden_dim, hb2_.data());
+  RmsNorm(x_.data(), w.rms_ffn.f32(), num_tokens, xb_.data());
+  MatMul(xb_.data(), num_tokens, c.dim, w.w1.f32(), c.hidden_dim, hb_.data());
+  MatMul(xb_.data(), num_tokens, c.dim, w.w3.f32(), c.hidden_dim, hb2_.data());
   const size_t total = static_cast<size_t>(num_tokens) * c.hidden_dim;
   for (size_t i = 0; i < total; ++i) {
     float g = hb_[i];
     g *= 1.0f / (1.0f + expf(-g));
     hb_[i] = g * hb2_[i];
   }
-  MatMul(hb_.data(), num_tokens, c.hidden_dim, w.w2, c.dim, xb_.data());
+  MatMul(hb_.data(), num_tokens, c.hidden_dim, w.w2.f32(), c.dim, xb_.data());
   for (size_t i = 0; i < static_cast<size_t>(num_tokens) * c.dim; ++i) x_[i] += xb_[i];
 }
 
@@ -252,10 +258,10 @@ void CpuBackend::Classifier(const StepBatch& batch, absl::Span<float> logits) {
   for (const SequenceSlice& s : batch.sequences) {
     if (!s.need_logits) continue;
     const int t = s.token_start + s.num_tokens - 1;
-    RmsNorm(&x_[static_cast<size_t>(t) * c.dim], weights_->rms_final, 1, &logit_rows_[static_cast<size_t>(rows) * c.dim]);
+    RmsNorm(&x_[static_cast<size_t>(t) * c.dim], weights_->rms_final.f32(), 1, &logit_rows_[static_cast<size_t>(rows) * c.dim]);
     ++rows;
   }
-  if (rows > 0) MatMul(logit_rows_.data(), rows, c.dim, weights_->wcls, c.vocab_size, logits.data());
+  if (rows > 0) MatMul(logit_rows_.data(), rows, c.dim, weights_->wcls.f32(), c.vocab_size, logits.data());
 }
 
 void CpuBackend::RmsNorm(const float* x, const float* weight, int rows, float* out) const {

@@ -99,9 +99,9 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> MakeDummyWeights(const ModelConfig
         config.name, needed / 1e9, available / 1e9));
   }
 
-  std::unique_ptr<ModelWeights> w = ModelWeights::Allocate(config);
-  float* data = w->mutable_data();
-  const int64_t n = static_cast<int64_t>(w->storage.size());
+  std::unique_ptr<ModelWeights> w = ModelWeights::AllocateF32(config);
+  float* data = w->mutable_f32_storage();
+  const int64_t n = static_cast<int64_t>(w->f32_storage_size());
 
   // Every element's value is a function of (seed, its index) alone: one
   // splitmix64 draw per pair of elements, turned into two normals by
@@ -126,8 +126,8 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> MakeDummyWeights(const ModelConfig
   }
 
   // Norm weights of 1 make RMSNorm a pure normalization, as at init.
-  auto fill_ones = [&](const float* view, int64_t count) {
-    float* p = data + (view - w->storage.data());
+  auto fill_ones = [&](const Tensor& view, int64_t count) {
+    float* p = data + (view.f32() - w->f32_storage());
     std::fill(p, p + count, 1.0f);
   };
   for (const LayerWeights& layer : w->layers) {

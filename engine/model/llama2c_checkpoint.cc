@@ -103,9 +103,9 @@ std::string ModelName(const std::string& path) {
   return name.empty() ? p.stem().string() : name;
 }
 
-// Slot of a view inside `w`'s storage, writable for the loaders.
-float* Mutable(ModelWeights& w, const float* view) {
-  return w.mutable_data() + (view - w.storage.data());
+// Slot of a tensor inside `w`'s fp32 storage, writable for the loaders.
+float* Mutable(ModelWeights& w, const Tensor& view) {
+  return w.mutable_f32_storage() + (view.f32() - w.f32_storage());
 }
 
 }  // namespace
@@ -139,8 +139,8 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadLlama2cFp32(const std::string&
   if (absl::Status s = CheckSize(path, expected, opened->size); !s.ok()) return s;
 
   // Storage is laid out in file order, so the body is one read in place.
-  std::unique_ptr<ModelWeights> w = ModelWeights::Allocate(config);
-  if (absl::Status s = ReadExactly(path, f, w->mutable_data(), 4 * body); !s.ok()) return s;
+  std::unique_ptr<ModelWeights> w = ModelWeights::AllocateF32(config);
+  if (absl::Status s = ReadExactly(path, f, w->mutable_f32_storage(), 4 * body); !s.ok()) return s;
   if (classifier > 0) {
     if (fseeko(f, static_cast<off_t>(4 * rope), SEEK_CUR) != 0) {
       return absl::DataLossError(absl::StrCat(path, ": cannot skip the RoPE tables"));
@@ -218,7 +218,7 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadLlama2cInt8(const std::string&
   }
   if (absl::Status s = CheckSize(path, expected, opened->size); !s.ok()) return s;
 
-  std::unique_ptr<ModelWeights> w = ModelWeights::Allocate(config);
+  std::unique_ptr<ModelWeights> w = ModelWeights::AllocateF32(config);
   // The fp32 norms: per-layer rms_att and rms_ffn are contiguous in storage.
   if (absl::Status s = ReadExactly(path, f, Mutable(*w, w->layers[0].rms_att), 4 * l * d); !s.ok()) {
     return s;
@@ -232,7 +232,7 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadLlama2cInt8(const std::string&
   // exactly as runq.c does (float(q) * scale, one fp32 product).
   std::vector<int8_t> q(static_cast<size_t>(max_numel));
   std::vector<float> scales(static_cast<size_t>(max_numel / group_size));
-  auto read_tensor = [&](const float* view, int64_t numel) -> absl::Status {
+  auto read_tensor = [&](const Tensor& view, int64_t numel) -> absl::Status {
     if (absl::Status s = ReadExactly(path, f, q.data(), numel); !s.ok()) return s;
     if (absl::Status s = ReadExactly(path, f, scales.data(), 4 * (numel / group_size)); !s.ok()) {
       return s;
@@ -244,7 +244,7 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadLlama2cInt8(const std::string&
     return absl::OkStatus();
   };
   if (absl::Status s = read_tensor(w->token_embedding, v * d); !s.ok()) return s;
-  const float* LayerWeights::*per_layer[] = {&LayerWeights::wq, &LayerWeights::wk,
+  const Tensor LayerWeights::*per_layer[] = {&LayerWeights::wq, &LayerWeights::wk,
                                              &LayerWeights::wv, &LayerWeights::wo,
                                              &LayerWeights::w1, &LayerWeights::w2,
                                              &LayerWeights::w3};

@@ -1,38 +1,75 @@
-// The shape of a Llama-architecture model, as every loader and backend sees it.
+// The shape of a Llama-family model, as every loader and backend sees it.
+// Architectures differ by a handful of switches (RoPE convention and scaling,
+// q/k/v biases, q/k norms, head_dim, tied embeddings), not by subclasses: a
+// loader sets them, both backends read them.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 
 namespace inferd {
 
+// Which elements of a head RoPE rotates together.
+enum class RopeStyle {
+  // (x[2i], x[2i+1]): llama2.c, GGUF llama (Meta's original layout).
+  kAdjacentPairs,
+  // (x[i], x[i + head_dim/2]): Hugging Face's rotate_half, whose conversion
+  // permutes the q/k rows of Meta's checkpoints into this order.
+  kHalves,
+};
+
+// rope_scaling as transformers applies it to the inverse frequencies
+// (modeling_rope_utils.py).
+struct RopeScaling {
+  enum class Type { kNone, kLinear, kLlama3 };
+  Type type = Type::kNone;
+  float factor = 1.0f;
+  // llama3 only.
+  float low_freq_factor = 1.0f;
+  float high_freq_factor = 4.0f;
+  int original_max_position_embeddings = 8192;
+};
+
 struct ModelConfig {
-  std::string name;           // shown to users (ModelInfo.name, metrics)
-  std::string architecture = "llama";
-  int dim = 0;                // residual stream width
-  int hidden_dim = 0;         // SwiGLU inner width
+  std::string name;                 // shown to users (ModelInfo.name, metrics)
+  std::string architecture = "llama";  // config.json's architectures[0], or "llama"
+  int dim = 0;                      // residual stream width (hidden_size)
+  int hidden_dim = 0;               // SwiGLU inner width (intermediate_size)
   int n_layers = 0;
-  int n_heads = 0;            // query heads
-  int n_kv_heads = 0;         // key/value heads (grouped-query attention)
+  int n_heads = 0;                  // query heads
+  int n_kv_heads = 0;               // key/value heads (grouped-query attention)
+  // Width of one head; 0 means dim / n_heads (Qwen3 sets it explicitly).
+  int explicit_head_dim = 0;
   int vocab_size = 0;
-  int max_seq_len = 0;        // context length
-  bool shared_classifier = true;  // classifier == token embedding
+  int max_seq_len = 0;              // context length the model was trained for
+  bool shared_classifier = true;    // classifier == token embedding (tied)
   float rms_norm_eps = 1e-5f;
   float rope_theta = 10000.0f;
-  // Token ids that end generation. For llama2.c checkpoints: BOS and EOS,
+  RopeStyle rope_style = RopeStyle::kAdjacentPairs;
+  RopeScaling rope_scaling;
+  bool attention_bias = false;      // q/k/v projections have biases (Qwen2)
+  bool qk_norm = false;             // per-head RMSNorm of q and k before RoPE (Qwen3)
+  int bos_token_id = 1;             // -1: none
+  // Every token id that ends generation. llama2.c checkpoints: EOS and BOS,
   // as the reference program stops on either.
-  int bos_token_id = 1;
-  int eos_token_id = 2;
+  std::vector<int> eos_token_ids = {2, 1};
 
-  int head_dim() const { return dim / n_heads; }
+  int head_dim() const { return explicit_head_dim > 0 ? explicit_head_dim : dim / n_heads; }
+  int q_dim() const { return head_dim() * n_heads; }
   int kv_dim() const { return head_dim() * n_kv_heads; }
-  // Number of fp32 parameters (without legacy RoPE tables).
+  bool IsEos(int token) const;
+  // Number of parameters (without legacy RoPE tables).
   int64_t NumParameters() const;
   // Checks the dimensions for consistency and sanity (nothing absurd that
   // would lead to a huge allocation). `where` names the source in errors.
   absl::Status Validate(const std::string& where) const;
 };
+
+// The head_dim/2 inverse frequencies RoPE rotates pair i by (position * f[i]),
+// with rope_theta and rope_scaling applied exactly as transformers does.
+std::vector<float> RopeInverseFrequencies(const ModelConfig& config);
 
 }  // namespace inferd

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 namespace inferd {
 namespace {
@@ -19,52 +20,92 @@ void AdviseHugePages(void* data, size_t bytes) {
 
 }  // namespace
 
-std::unique_ptr<ModelWeights> ModelWeights::Allocate(const ModelConfig& config) {
+std::string_view WeightTypeName(WeightType type) {
+  switch (type) {
+    case WeightType::kF32: return "float32";
+    case WeightType::kF16: return "float16";
+    case WeightType::kBF16: return "bfloat16";
+    case WeightType::kQ8_0: return "q8_0";
+  }
+  return "unknown";
+}
+
+size_t RowBytes(WeightType type, int64_t cols) {
+  switch (type) {
+    case WeightType::kF32: return static_cast<size_t>(cols) * 4;
+    case WeightType::kF16:
+    case WeightType::kBF16: return static_cast<size_t>(cols) * 2;
+    case WeightType::kQ8_0: return static_cast<size_t>(cols / kQ8_0BlockSize) * kQ8_0BlockBytes;
+  }
+  return 0;
+}
+
+size_t ModelWeights::TotalBytes() const {
+  size_t total = token_embedding.bytes() + rms_final.bytes();
+  if (wcls.data != token_embedding.data) total += wcls.bytes();
+  for (const LayerWeights& l : layers) {
+    for (const Tensor* t : {&l.rms_att, &l.wq, &l.wk, &l.wv, &l.bq, &l.bk, &l.bv, &l.q_norm, &l.k_norm, &l.wo,
+                            &l.rms_ffn, &l.w1, &l.w2, &l.w3}) {
+      total += t->bytes();
+    }
+  }
+  return total;
+}
+
+std::unique_ptr<ModelWeights> ModelWeights::AllocateF32(const ModelConfig& config) {
   auto w = std::make_unique<ModelWeights>();
   w->config = config;
   const int64_t d = config.dim, h = config.hidden_dim, l = config.n_layers;
-  const int64_t v = config.vocab_size, kv = config.kv_dim();
+  const int64_t v = config.vocab_size, q = config.q_dim(), kv = config.kv_dim();
   const size_t n = static_cast<size_t>(config.NumParameters());
-  // Ask for transparent huge pages before resize() first touches the
-  // buffer: gigabytes of 4 KiB page faults cost seconds (more in a VM), and
-  // the forward pass streams through every weight anyway.
-  w->storage.reserve(n);
-  AdviseHugePages(w->storage.data(), n * sizeof(float));
-  w->storage.resize(n);
+  // Ask for transparent huge pages before the buffer is first touched:
+  // gigabytes of 4 KiB page faults cost seconds (more in a VM), and the
+  // forward pass streams through every weight anyway.
+  auto storage = std::make_shared<std::vector<float>>();
+  storage->reserve(n);
+  AdviseHugePages(storage->data(), n * sizeof(float));
+  storage->resize(n);
+  w->f32_storage_ = storage->data();
+  w->f32_storage_size_ = n;
+  w->owners.push_back(storage);
 
   // Slots in llama2.c file order, so the fp32 loader can read each section
   // straight into place.
-  float* p = w->storage.data();
-  auto take = [&p](int64_t n) {
-    float* slot = p;
-    p += n;
-    return slot;
+  float* p = storage->data();
+  auto take = [&p](int64_t rows, int64_t cols) {
+    Tensor t{WeightType::kF32, p, rows, cols};
+    p += rows * cols;
+    return t;
   };
-  w->token_embedding = take(v * d);
-  const float* rms_att = take(l * d);
-  const float* wq = take(l * d * d);
-  const float* wk = take(l * kv * d);
-  const float* wv = take(l * kv * d);
-  const float* wo = take(l * d * d);
-  const float* rms_ffn = take(l * d);
-  const float* w1 = take(l * h * d);
-  const float* w2 = take(l * d * h);
-  const float* w3 = take(l * h * d);
-  w->rms_final = take(d);
-  w->wcls = config.shared_classifier ? w->token_embedding : take(v * d);
-
+  auto slice = [](const Tensor& all, int64_t i, int64_t rows, int64_t cols) {
+    return Tensor{WeightType::kF32, all.f32() + i * rows * cols, rows, cols};
+  };
+  w->token_embedding = take(v, d);
+  const Tensor rms_att = take(l, d);
+  const Tensor wq = take(l * q, d);
+  const Tensor wk = take(l * kv, d);
+  const Tensor wv = take(l * kv, d);
+  const Tensor wo = take(l * d, q);
+  const Tensor rms_ffn = take(l, d);
+  const Tensor w1 = take(l * h, d);
+  const Tensor w2 = take(l * d, h);
+  const Tensor w3 = take(l * h, d);
+  w->rms_final = take(1, d);
+  w->wcls = config.shared_classifier ? w->token_embedding : take(v, d);
+  // Only the llama2.c layout lives here: biases and q/k norms come from
+  // formats whose loaders place tensors themselves.
   w->layers.resize(static_cast<size_t>(l));
   for (int64_t i = 0; i < l; ++i) {
     LayerWeights& layer = w->layers[static_cast<size_t>(i)];
-    layer.rms_att = rms_att + i * d;
-    layer.wq = wq + i * d * d;
-    layer.wk = wk + i * kv * d;
-    layer.wv = wv + i * kv * d;
-    layer.wo = wo + i * d * d;
-    layer.rms_ffn = rms_ffn + i * d;
-    layer.w1 = w1 + i * h * d;
-    layer.w2 = w2 + i * d * h;
-    layer.w3 = w3 + i * h * d;
+    layer.rms_att = slice(rms_att, i, 1, d);
+    layer.wq = slice(wq, i, q, d);
+    layer.wk = slice(wk, i, kv, d);
+    layer.wv = slice(wv, i, kv, d);
+    layer.wo = slice(wo, i, d, q);
+    layer.rms_ffn = slice(rms_ffn, i, 1, d);
+    layer.w1 = slice(w1, i, h, d);
+    layer.w2 = slice(w2, i, d, h);
+    layer.w3 = slice(w3, i, h, d);
   }
   return w;
 }

@@ -1,40 +1,90 @@
-// fp32 weights of a Llama model, one contiguous row-major buffer ([out][in]
-// for every matrix), with named views into it.
+// A Llama-family model's weights as typed tensor views, held in the dtype they
+// are stored in (a bf16 checkpoint stays bf16 in memory): the bytes live in
+// buffers or file mappings that `owners` keeps alive.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "engine/model/model_config.h"
 
 namespace inferd {
 
+enum class WeightType {
+  kF32,
+  kF16,
+  kBF16,
+  // GGUF's Q8_0: each row is cols/32 blocks of {fp16 scale d; int8 q[32]}
+  // (34 bytes), value = d * q.
+  kQ8_0,
+};
+
+inline constexpr int kQ8_0BlockSize = 32;
+inline constexpr int kQ8_0BlockBytes = 34;
+
+// "float32", "float16", "bfloat16", "q8_0" (as GetModelInfo reports dtypes).
+std::string_view WeightTypeName(WeightType type);
+// Bytes of one row of `cols` elements (cols % 32 == 0 for Q8_0).
+size_t RowBytes(WeightType type, int64_t cols);
+
+// A row-major [rows][cols] tensor (vectors: rows == 1), not owning its bytes.
+struct Tensor {
+  WeightType type = WeightType::kF32;
+  const void* data = nullptr;
+  int64_t rows = 0;
+  int64_t cols = 0;
+
+  bool empty() const { return data == nullptr; }
+  size_t bytes() const { return static_cast<size_t>(rows) * RowBytes(type, cols); }
+  const void* row(int64_t r) const { return static_cast<const char*>(data) + static_cast<size_t>(r) * RowBytes(type, cols); }
+  // The data as floats; only for kF32 tensors (norm weights always are).
+  const float* f32() const { return static_cast<const float*>(data); }
+};
+
+// Matrices are [out_features][in_features].
 struct LayerWeights {
-  const float* rms_att = nullptr;  // [dim]
-  const float* wq = nullptr;       // [dim][dim]
-  const float* wk = nullptr;       // [kv_dim][dim]
-  const float* wv = nullptr;       // [kv_dim][dim]
-  const float* wo = nullptr;       // [dim][dim]
-  const float* rms_ffn = nullptr;  // [dim]
-  const float* w1 = nullptr;       // [hidden][dim]  (gate)
-  const float* w2 = nullptr;       // [dim][hidden]  (down)
-  const float* w3 = nullptr;       // [hidden][dim]  (up)
+  Tensor rms_att;            // [dim], F32
+  Tensor wq;                 // [q_dim][dim]
+  Tensor wk;                 // [kv_dim][dim]
+  Tensor wv;                 // [kv_dim][dim]
+  Tensor bq, bk, bv;         // [q_dim], [kv_dim], [kv_dim] F32; only with attention_bias
+  Tensor q_norm, k_norm;     // [head_dim] F32; only with qk_norm
+  Tensor wo;                 // [dim][q_dim]
+  Tensor rms_ffn;            // [dim], F32
+  Tensor w1;                 // [hidden][dim]  (gate)
+  Tensor w2;                 // [dim][hidden]  (down)
+  Tensor w3;                 // [hidden][dim]  (up)
 };
 
 struct ModelWeights {
   ModelConfig config;
-  std::vector<float> storage;           // owns every tensor below
-  const float* token_embedding = nullptr;  // [vocab][dim]
+  // The type the matrices are held in (norms and biases are always F32).
+  WeightType dtype = WeightType::kF32;
+  Tensor token_embedding;    // [vocab][dim]
   std::vector<LayerWeights> layers;
-  const float* rms_final = nullptr;     // [dim]
-  const float* wcls = nullptr;          // [vocab][dim]; == token_embedding if shared
+  Tensor rms_final;          // [dim], F32
+  Tensor wcls;               // [vocab][dim]; the embedding's view if shared
+  // Keeps every tensor's bytes alive (heap buffers, memory maps).
+  std::vector<std::shared_ptr<const void>> owners;
 
-  // Sizes `storage` for `config` and points every view at its slot, in the
-  // llama2.c checkpoint order. The values are left for the caller to fill.
-  static std::unique_ptr<ModelWeights> Allocate(const ModelConfig& config);
+  // fp32 weights in one buffer laid out in llama2.c checkpoint order (the
+  // order the llama2.c and dummy loaders fill, and the element index the
+  // CUDA dummy generator uses), with every tensor pointed at its slot.
+  static std::unique_ptr<ModelWeights> AllocateF32(const ModelConfig& config);
+  // That buffer (empty for weights not made by AllocateF32).
+  float* mutable_f32_storage() { return f32_storage_; }
+  size_t f32_storage_size() const { return f32_storage_size_; }
+  const float* f32_storage() const { return f32_storage_; }
 
-  // Views in file order, for loaders that fill them one by one.
-  float* mutable_data() { return storage.data(); }
+  // Total bytes of every tensor (what the weights occupy in memory).
+  size_t TotalBytes() const;
+
+ private:
+  float* f32_storage_ = nullptr;
+  size_t f32_storage_size_ = 0;
 };
 
 }  // namespace inferd

@@ -25,17 +25,17 @@ class ReferenceModel {
 
   std::vector<float> Forward(int token, int pos) {
     const int dim = c_.dim, kv_dim = c_.kv_dim(), hs = c_.head_dim(), hidden = c_.hidden_dim;
-    std::vector<float> x(w_.token_embedding + static_cast<size_t>(token) * dim,
-                         w_.token_embedding + static_cast<size_t>(token + 1) * dim);
+    std::vector<float> x(w_.token_embedding.f32() + static_cast<size_t>(token) * dim,
+                         w_.token_embedding.f32() + static_cast<size_t>(token + 1) * dim);
     std::vector<float> xb(dim), q(dim), att(c_.max_seq_len), hb(hidden), hb2(hidden), tmp(dim);
     for (int l = 0; l < c_.n_layers; ++l) {
       const LayerWeights& lw = w_.layers[l];
-      RmsNorm(xb.data(), x.data(), lw.rms_att, dim);
+      RmsNorm(xb.data(), x.data(), lw.rms_att.f32(), dim);
       float* k = &key_cache_[(static_cast<size_t>(l) * c_.max_seq_len + pos) * kv_dim];
       float* v = &value_cache_[(static_cast<size_t>(l) * c_.max_seq_len + pos) * kv_dim];
-      MatVec(q.data(), xb.data(), lw.wq, dim, dim);
-      MatVec(k, xb.data(), lw.wk, dim, kv_dim);
-      MatVec(v, xb.data(), lw.wv, dim, kv_dim);
+      MatVec(q.data(), xb.data(), lw.wq.f32(), dim, dim);
+      MatVec(k, xb.data(), lw.wk.f32(), dim, kv_dim);
+      MatVec(v, xb.data(), lw.wv.f32(), dim, kv_dim);
       for (int i = 0; i < dim; i += 2) {
         const float freq = 1.0f / powf(c_.rope_theta, static_cast<float>(i % hs) / static_cast<float>(hs));
         const float fcr = cosf(pos * freq), fci = sinf(pos * freq);
@@ -63,18 +63,18 @@ class ReferenceModel {
           for (int i = 0; i < hs; ++i) xb[h * hs + i] += att[t] / sum * vt[i];
         }
       }
-      MatVec(tmp.data(), xb.data(), lw.wo, dim, dim);
+      MatVec(tmp.data(), xb.data(), lw.wo.f32(), dim, dim);
       for (int i = 0; i < dim; ++i) x[i] += tmp[i];
-      RmsNorm(xb.data(), x.data(), lw.rms_ffn, dim);
-      MatVec(hb.data(), xb.data(), lw.w1, dim, hidden);
-      MatVec(hb2.data(), xb.data(), lw.w3, dim, hidden);
+      RmsNorm(xb.data(), x.data(), lw.rms_ffn.f32(), dim);
+      MatVec(hb.data(), xb.data(), lw.w1.f32(), dim, hidden);
+      MatVec(hb2.data(), xb.data(), lw.w3.f32(), dim, hidden);
       for (int i = 0; i < hidden; ++i) hb[i] = hb[i] * (1.0f / (1.0f + expf(-hb[i]))) * hb2[i];
-      MatVec(tmp.data(), hb.data(), lw.w2, hidden, dim);
+      MatVec(tmp.data(), hb.data(), lw.w2.f32(), hidden, dim);
       for (int i = 0; i < dim; ++i) x[i] += tmp[i];
     }
-    RmsNorm(x.data(), x.data(), w_.rms_final, dim);
+    RmsNorm(x.data(), x.data(), w_.rms_final.f32(), dim);
     std::vector<float> logits(c_.vocab_size);
-    MatVec(logits.data(), x.data(), w_.wcls, dim, c_.vocab_size);
+    MatVec(logits.data(), x.data(), w_.wcls.f32(), dim, c_.vocab_size);
     return logits;
   }
 

@@ -25,6 +25,10 @@
 namespace inferd {
 namespace {
 
+std::vector<float> F32Storage(const ModelWeights& w) {
+  return {w.f32_storage(), w.f32_storage() + w.f32_storage_size()};
+}
+
 // gmock is not linked: a plain substring check with a readable failure.
 ::testing::AssertionResult Contains(const std::string& text, const std::string& part) {
   if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
@@ -71,19 +75,19 @@ TEST(Llama2cCheckpointTest, Fp32Stories260K) {
   auto w = LoadLlama2cModel(kFp32Path);
   ASSERT_TRUE(w.ok()) << w.status();
   ExpectStories260KShape((*w)->config);
-  EXPECT_EQ((*w)->storage.size(), static_cast<size_t>((*w)->config.NumParameters()));
-  EXPECT_EQ((*w)->wcls, (*w)->token_embedding);
+  EXPECT_EQ((*w)->f32_storage_size(), static_cast<size_t>((*w)->config.NumParameters()));
+  EXPECT_EQ((*w)->wcls.data, (*w)->token_embedding.data);
   ASSERT_EQ((*w)->layers.size(), 5u);
   // The first weight of the file is the first float after the header, and
   // rms_final is the last array before the RoPE tables.
   const std::vector<char> bytes = ReadBytes(kFp32Path);
   float first, last_norm;
   std::memcpy(&first, bytes.data() + 28, 4);
-  std::memcpy(&last_norm, bytes.data() + 28 + 4 * ((*w)->storage.size() - 1), 4);
-  EXPECT_EQ((*w)->token_embedding[0], first);
-  EXPECT_EQ((*w)->rms_final[63], last_norm);
-  EXPECT_EQ((*w)->layers[1].wq, (*w)->layers[0].wq + 64 * 64);
-  EXPECT_EQ((*w)->layers[4].w3 + 172 * 64, (*w)->rms_final);
+  std::memcpy(&last_norm, bytes.data() + 28 + 4 * ((*w)->f32_storage_size() - 1), 4);
+  EXPECT_EQ((*w)->token_embedding.f32()[0], first);
+  EXPECT_EQ((*w)->rms_final.f32()[63], last_norm);
+  EXPECT_EQ((*w)->layers[1].wq.f32(), (*w)->layers[0].wq.f32() + 64 * 64);
+  EXPECT_EQ((*w)->layers[4].w3.f32() + 172 * 64, (*w)->rms_final.f32());
 }
 
 TEST(Llama2cCheckpointTest, Int8DequantizesToTheFp32WeightsExactly) {
@@ -92,8 +96,8 @@ TEST(Llama2cCheckpointTest, Int8DequantizesToTheFp32WeightsExactly) {
   ASSERT_TRUE(fp32.ok()) << fp32.status();
   ASSERT_TRUE(int8.ok()) << int8.status();
   ExpectStories260KShape((*int8)->config);
-  const std::vector<float>& a = (*fp32)->storage;
-  const std::vector<float>& b = (*int8)->storage;
+  const std::vector<float> a = F32Storage(**fp32);
+  const std::vector<float> b = F32Storage(**int8);
   ASSERT_EQ(a.size(), b.size());
   size_t mismatches = 0, first_mismatch = a.size();
   for (size_t i = 0; i < a.size(); ++i) {
@@ -120,15 +124,15 @@ TEST(Llama2cCheckpointTest, UnsharedClassifierIsRead) {
   ASSERT_TRUE(w.ok()) << w.status();
   EXPECT_FALSE((*w)->config.shared_classifier);
   EXPECT_EQ((*w)->config.vocab_size, 512);
-  ASSERT_NE((*w)->wcls, (*w)->token_embedding);
+  ASSERT_NE((*w)->wcls.data, (*w)->token_embedding.data);
   for (int i = 0; i < 512 * 64; ++i) {
-    ASSERT_EQ((*w)->wcls[i], 2.0f * (*w)->token_embedding[i]) << i;
+    ASSERT_EQ((*w)->wcls.f32()[i], 2.0f * (*w)->token_embedding.f32()[i]) << i;
   }
   // Same weights otherwise.
   auto shared = LoadLlama2cModel(kFp32Path);
   ASSERT_TRUE(shared.ok());
-  EXPECT_EQ(std::memcmp((*w)->storage.data(), (*shared)->storage.data(),
-                        4 * (*shared)->storage.size()),
+  EXPECT_EQ(std::memcmp((*w)->f32_storage(), (*shared)->f32_storage(),
+                        4 * (*shared)->f32_storage_size()),
             0);
 }
 
@@ -275,10 +279,10 @@ TEST(DummyWeightsTest, SeededAndIndependentOfThreadCount) {
   omp_set_num_threads(threads);
   auto d = MakeDummyWeights(*config, 8);
   ASSERT_TRUE(b.ok() && c.ok() && d.ok());
-  EXPECT_EQ((*a)->storage, (*b)->storage);
-  EXPECT_EQ((*a)->storage, (*c)->storage);
-  EXPECT_NE((*a)->storage, (*d)->storage);
-  EXPECT_EQ((*a)->wcls, (*a)->token_embedding);
+  EXPECT_EQ(F32Storage(**a), F32Storage(**b));
+  EXPECT_EQ(F32Storage(**a), F32Storage(**c));
+  EXPECT_NE(F32Storage(**a), F32Storage(**d));
+  EXPECT_EQ((*a)->wcls.data, (*a)->token_embedding.data);
 }
 
 TEST(DummyWeightsTest, Llama110mShapeAndDistribution) {
@@ -288,17 +292,17 @@ TEST(DummyWeightsTest, Llama110mShapeAndDistribution) {
   ASSERT_TRUE(a.ok()) << a.status();
   const auto& w = **a;
   EXPECT_EQ(w.config.name, "dummy:llama-110m");
-  EXPECT_EQ(w.storage.size(), static_cast<size_t>(config->NumParameters()));
+  EXPECT_EQ(w.f32_storage_size(), static_cast<size_t>(config->NumParameters()));
   ASSERT_EQ(w.layers.size(), 12u);
-  EXPECT_NE(w.wcls, w.token_embedding);
-  EXPECT_EQ(w.wcls + int64_t{32000} * 768, w.storage.data() + w.storage.size());
+  EXPECT_NE(w.wcls.data, w.token_embedding.data);
+  EXPECT_EQ(w.wcls.f32() + int64_t{32000} * 768, w.f32_storage() + w.f32_storage_size());
 
   // Token embedding: 24.6M samples of N(0, 0.02).
   const int64_t n = int64_t{config->vocab_size} * config->dim;
   double sum = 0, sum_sq = 0;
   for (int64_t i = 0; i < n; ++i) {
-    sum += w.token_embedding[i];
-    sum_sq += double{w.token_embedding[i]} * w.token_embedding[i];
+    sum += w.token_embedding.f32()[i];
+    sum_sq += double{w.token_embedding.f32()[i]} * w.token_embedding.f32()[i];
   }
   const double mean = sum / n;
   const double stddev = std::sqrt(sum_sq / n - mean * mean);
@@ -307,12 +311,12 @@ TEST(DummyWeightsTest, Llama110mShapeAndDistribution) {
 
   for (const LayerWeights& layer : w.layers) {
     for (int i = 0; i < config->dim; ++i) {
-      ASSERT_EQ(layer.rms_att[i], 1.0f);
-      ASSERT_EQ(layer.rms_ffn[i], 1.0f);
+      ASSERT_EQ(layer.rms_att.f32()[i], 1.0f);
+      ASSERT_EQ(layer.rms_ffn.f32()[i], 1.0f);
     }
-    EXPECT_NE(layer.wq[0], 1.0f);
+    EXPECT_NE(layer.wq.f32()[0], 1.0f);
   }
-  for (int i = 0; i < config->dim; ++i) ASSERT_EQ(w.rms_final[i], 1.0f);
+  for (int i = 0; i < config->dim; ++i) ASSERT_EQ(w.rms_final.f32()[i], 1.0f);
 }
 
 TEST(DummyWeightsTest, TooLargeForMemoryIsRefused) {
@@ -332,7 +336,7 @@ TEST(ModelLoaderTest, LoadsDirectoryPreferringFp32) {
   EXPECT_EQ(m->tokenizer->vocab_size(), 512);
   auto fp32 = LoadLlama2cFp32(kFp32Path);
   ASSERT_TRUE(fp32.ok());
-  EXPECT_EQ(m->weights->storage, (*fp32)->storage);
+  EXPECT_EQ(F32Storage(*m->weights), F32Storage(**fp32));
 }
 
 TEST(ModelLoaderTest, LoadsFile) {

@@ -39,25 +39,25 @@ ModelConfig UnsharedConfig() {
 
 TEST(DummyWeightsLayout, HostLayoutMatchesModelWeightsAllocate) {
   for (const ModelConfig& c : {TinyConfig(), UnsharedConfig()}) {
-    std::unique_ptr<ModelWeights> w = ModelWeights::Allocate(c);
+    std::unique_ptr<ModelWeights> w = ModelWeights::AllocateF32(c);
     const cuda::HostWeightLayout layout = cuda::HostWeightLayout::For(c);
-    const float* base = w->storage.data();
-    EXPECT_EQ(layout.total, static_cast<int64_t>(w->storage.size()));
-    EXPECT_EQ(layout.token_embedding, w->token_embedding - base);
-    EXPECT_EQ(layout.rms_final, w->rms_final - base);
-    EXPECT_EQ(layout.wcls, w->wcls - base);
+    const float* base = w->f32_storage();
+    EXPECT_EQ(layout.total, static_cast<int64_t>(w->f32_storage_size()));
+    EXPECT_EQ(layout.token_embedding, w->token_embedding.f32() - base);
+    EXPECT_EQ(layout.rms_final, w->rms_final.f32() - base);
+    EXPECT_EQ(layout.wcls, w->wcls.f32() - base);
     for (int l = 0; l < c.n_layers; ++l) {
       const LayerWeights& lw = w->layers[l];
       const int64_t d = c.dim, kv = c.kv_dim(), h = c.hidden_dim;
-      EXPECT_EQ(layout.rms_att + l * d, lw.rms_att - base);
-      EXPECT_EQ(layout.wq + l * d * d, lw.wq - base);
-      EXPECT_EQ(layout.wk + l * kv * d, lw.wk - base);
-      EXPECT_EQ(layout.wv + l * kv * d, lw.wv - base);
-      EXPECT_EQ(layout.wo + l * d * d, lw.wo - base);
-      EXPECT_EQ(layout.rms_ffn + l * d, lw.rms_ffn - base);
-      EXPECT_EQ(layout.w1 + l * h * d, lw.w1 - base);
-      EXPECT_EQ(layout.w2 + l * d * h, lw.w2 - base);
-      EXPECT_EQ(layout.w3 + l * h * d, lw.w3 - base);
+      EXPECT_EQ(layout.rms_att + l * d, lw.rms_att.f32() - base);
+      EXPECT_EQ(layout.wq + l * d * d, lw.wq.f32() - base);
+      EXPECT_EQ(layout.wk + l * kv * d, lw.wk.f32() - base);
+      EXPECT_EQ(layout.wv + l * kv * d, lw.wv.f32() - base);
+      EXPECT_EQ(layout.wo + l * d * d, lw.wo.f32() - base);
+      EXPECT_EQ(layout.rms_ffn + l * d, lw.rms_ffn.f32() - base);
+      EXPECT_EQ(layout.w1 + l * h * d, lw.w1.f32() - base);
+      EXPECT_EQ(layout.w2 + l * d * h, lw.w2.f32() - base);
+      EXPECT_EQ(layout.w3 + l * h * d, lw.w3.f32() - base);
     }
   }
 }
@@ -82,7 +82,7 @@ TEST(DummyWeightsLayout, TabulatedGeneratorReproducesTheCpuBitForBit) {
       const uint64_t key = cuda::DummyKey(seed);
       int64_t mismatches = 0;
       for (int64_t i = 0; i < layout.total; ++i) {
-        const float want = (*w)->storage[static_cast<size_t>(i)];
+        const float want = (*w)->f32_storage()[i];
         const float got = IsNormElement(c, layout, i) ? 1.0f : cuda::DummyValue(key, i, radius, cosine, sine);
         if (std::memcmp(&want, &got, sizeof(float)) != 0) ++mismatches;
       }
@@ -135,9 +135,9 @@ TEST(DeviceDummyWeights, GeneratedEqualsUploadedCpuWeights) {
       if (dtype == Dtype::kFloat32) {
         // fp32: the stacked matrices hold the CPU tensors themselves.
         const LayerWeights& hl = (*host)->layers[c.n_layers - 1];
-        std::vector<float> want(hl.wq, hl.wq + d * d);
-        want.insert(want.end(), hl.wk, hl.wk + kv * d);
-        want.insert(want.end(), hl.wv, hl.wv + kv * d);
+        std::vector<float> want(hl.wq.f32(), hl.wq.f32() + d * d);
+        want.insert(want.end(), hl.wk.f32(), hl.wk.f32() + kv * d);
+        want.insert(want.end(), hl.wv.f32(), hl.wv.f32() + kv * d);
         EXPECT_EQ(gpu_test::Download(dtype, g.layer(c.n_layers - 1).wqkv, want.size()), want);
       }
     }
