@@ -183,8 +183,8 @@ int Run(const Args& args) {
   std::vector<Row> rows;
   // Weight bytes a step reads: every matrix and the classifier (not the
   // embedding table, of which it gathers a few rows).
-  const double d = c.dim, kv = c.kv_dim(), h = c.hidden_dim, l = c.n_layers, v = c.vocab_size;
-  const double layer_params = (d + 2 * kv) * d + d * d + 3 * h * d;
+  const double d = c.dim, q = c.q_dim(), kv = c.kv_dim(), h = c.hidden_dim, l = c.n_layers, v = c.vocab_size;
+  const double layer_params = (q + 2 * kv) * d + d * q + 3 * h * d;
   const double weight_bytes = (l * layer_params + v * d) * element_bytes;
   std::vector<float> logits(static_cast<size_t>(max_batch) * vocab);
   for (const int b : args.batches) {
@@ -228,7 +228,7 @@ int Run(const Args& args) {
     });
     // Matrix products of every token, the classifier for the last, and
     // causal attention (QKᵀ and PV over n(n+1)/2 pairs per head).
-    const double flops = 2.0 * n * l * layer_params + 2.0 * v * d + 4.0 * l * d * (static_cast<double>(n) * (n + 1) / 2);
+    const double flops = 2.0 * n * l * layer_params + 2.0 * v * d + 4.0 * l * q * (static_cast<double>(n) * (n + 1) / 2);
     Row r;
     r.kind = "prefill";
     r.batch = 1;

@@ -272,7 +272,8 @@ CudaBackend::~CudaBackend() {
 
 absl::Status CudaBackend::AllocateActivations() {
   const int64_t t = options_.max_num_batched_tokens, s = options_.max_num_seqs;
-  const int64_t d = config_.dim, kv = config_.kv_dim(), h = config_.hidden_dim, v = config_.vocab_size;
+  const int64_t d = config_.dim, q = config_.q_dim(), kv = config_.kv_dim(), h = config_.hidden_dim;
+  const int64_t v = config_.vocab_size;
   const int64_t es = static_cast<int64_t>(cuda::DtypeSize(dtype_));
   // Split-K partials: the most any decode batch size's plan needs.
   int64_t partial_rows = 0;
@@ -287,8 +288,8 @@ absl::Status CudaBackend::AllocateActivations() {
       {reinterpret_cast<void**>(&x_), t * d * 4},
       {reinterpret_cast<void**>(&delta_), t * d * 4},
       {&xb_, t * d * es},
-      {&qkv_, t * (d + 2 * kv) * es},
-      {&att_, t * d * es},
+      {&qkv_, t * (q + 2 * kv) * es},
+      {&att_, t * q * es},
       {&gate_up_, t * 2 * h * es},
       {&hidden_, t * h * es},
       {&logits_in_, s * d * es},
@@ -321,17 +322,16 @@ absl::Status CudaBackend::AllocateActivations() {
   return absl::OkStatus();
 }
 
-// The CPU backend's RoPE tables, computed with its float expressions.
+// The CPU backend's RoPE tables, computed with its float expressions from
+// the model's inverse frequencies (rope_theta and rope_scaling applied).
 absl::Status CudaBackend::UploadRopeTables() {
-  const int head_dim = config_.head_dim();
-  const int half = head_dim / 2;
+  const int half = config_.head_dim() / 2;
   const size_t n = static_cast<size_t>(config_.max_seq_len) * half;
+  const std::vector<float> inv_freq = RopeInverseFrequencies(config_);
   std::vector<float> tables(2 * n);
   for (int pos = 0; pos < config_.max_seq_len; ++pos) {
     for (int i = 0; i < half; ++i) {
-      const float freq =
-          1.0f / powf(config_.rope_theta, static_cast<float>(2 * i) / static_cast<float>(head_dim));
-      const float angle = static_cast<float>(pos) * freq;
+      const float angle = static_cast<float>(pos) * inv_freq[static_cast<size_t>(i)];
       tables[static_cast<size_t>(pos) * half + i] = cosf(angle);
       tables[n + static_cast<size_t>(pos) * half + i] = sinf(angle);
     }
@@ -545,21 +545,28 @@ absl::Status CudaBackend::EnqueueForward(const cuda::StepShape& shape) {
 }
 
 // x += Wo · attention(RoPE(Wq·norm(x)), RoPE(Wk·norm(x)), Wv·norm(x)); the
-// add happens in the next norm (fused), with delta = Wo · attention.
+// add happens in the next norm (fused), with delta = Wo · attention. Where
+// the architecture has them, q/k/v biases and per-head q/k norms apply
+// before RoPE.
 absl::Status CudaBackend::AttentionBlock(int layer, const cuda::StepShape& shape) {
   const cuda::DeviceLayerWeights& w = weights_->layer(layer);
   const int n = shape.num_tokens;
-  const int dim = config_.dim, kv_dim = config_.kv_dim();
-  const int qkv_stride = dim + 2 * kv_dim;
+  const int dim = config_.dim, q_dim = config_.q_dim(), kv_dim = config_.kv_dim();
+  const int qkv_stride = q_dim + 2 * kv_dim;
   // The previous layer's feed-forward output joins the residual here.
   INFERD_CUDA_RETURN_IF_ERROR(cuda::LaunchAddRmsNorm(dtype_, x_, layer == 0 ? nullptr : delta_, w.rms_att,
                                                      config_.rms_norm_eps, n, dim, xb_, stream_));
   INFERD_RETURN_IF_ERROR(gemm_->Linear(xb_, n, dim, w.wqkv, qkv_stride, qkv_, /*out_fp32=*/false));
+  INFERD_CUDA_RETURN_IF_ERROR(cuda::LaunchQkvPrologue(dtype_, qkv_, qkv_stride, n, config_.n_heads,
+                                                      config_.n_kv_heads, config_.head_dim(), w.bqkv, w.q_norm,
+                                                      w.k_norm, config_.rms_norm_eps, stream_));
   const size_t table = static_cast<size_t>(config_.max_seq_len) * (config_.head_dim() / 2);
+  const cuda::RopeStyle rope_style =
+      config_.rope_style == RopeStyle::kHalves ? cuda::RopeStyle::kHalfRotation : cuda::RopeStyle::kAdjacentPairs;
   INFERD_CUDA_RETURN_IF_ERROR(cuda::LaunchRope(dtype_, qkv_, qkv_stride, inputs_.positions(), n, config_.n_heads,
                                                config_.n_kv_heads, config_.head_dim(), rope_tables_,
-                                               rope_tables_ + table, cuda::RopeStyle::kAdjacentPairs, stream_));
-  INFERD_CUDA_RETURN_IF_ERROR(cuda::LaunchKvAppend(dtype_, qkv_, qkv_stride, dim, dim + kv_dim,
+                                               rope_tables_ + table, rope_style, stream_));
+  INFERD_CUDA_RETURN_IF_ERROR(cuda::LaunchKvAppend(dtype_, qkv_, qkv_stride, q_dim, q_dim + kv_dim,
                                                    inputs_.slot_mapping(), n, kv_dim, KeyPool(layer),
                                                    ValuePool(layer), stream_));
   cuda::AttentionArgs args;
@@ -574,7 +581,7 @@ absl::Status CudaBackend::AttentionBlock(int layer, const cuda::StepShape& shape
   INFERD_CUDA_RETURN_IF_ERROR(cuda::LaunchAttentionDecode(args, shape.decode_plan, shape.num_decode, partial_out_,
                                                           partial_lse_, stream_));
   INFERD_CUDA_RETURN_IF_ERROR(cuda::LaunchAttentionPrefill(args, prefill_plan_, shape.num_tiles, stream_));
-  return gemm_->Linear(att_, n, dim, w.wo, dim, delta_, /*out_fp32=*/true);
+  return gemm_->Linear(att_, n, q_dim, w.wo, dim, delta_, /*out_fp32=*/true);
 }
 
 // x += W2 · (silu(W1·norm(x)) * W3·norm(x)), with the same fused add.

@@ -64,7 +64,10 @@ bool CudaUsable(std::string* why) {
 absl::StatusOr<std::unique_ptr<Backend>> CreateCuda(std::shared_ptr<const ModelWeights> weights,
                                                     const BackendOptions& options) {
   CudaBackendOptions cuda;
-  cuda.dtype = options.dtype == "auto" ? "bfloat16" : options.dtype;
+  // auto: the weights' own 16-bit type (Q8_0 widens to bfloat16 at upload).
+  cuda.dtype = options.dtype != "auto"                  ? options.dtype
+               : weights->dtype == WeightType::kF16     ? "float16"
+                                                         : "bfloat16";
   cuda.gpu_memory_utilization = options.gpu_memory_utilization;
   cuda.kv = KvCacheConfig{.num_blocks = options.kv_cache_blocks, .block_size = options.block_size};
   cuda.max_num_batched_tokens = options.max_num_batched_tokens;

@@ -36,13 +36,13 @@ BUNDLE=build/gpu-bundle
 BUNDLE_LIMIT_BYTES=$((64 * 1024 * 1024))
 DEADLINE_S=540
 TESTS=(cuda_kernels_test cuda_gemm_test cuda_attention_test cuda_dummy_weights_test cuda_backend_test
-       cuda_realistic_test cuda_golden_test)
+       cuda_realistic_test cuda_architectures_test cuda_golden_test)
 # Per-step caps in seconds. Their sum stays under DEADLINE_S (checked below),
 # so every step gets its turn even if each runs to its cap.
 declare -A CAP=(
   [preflight]=15
   [cuda_kernels_test]=30 [cuda_gemm_test]=25 [cuda_attention_test]=45 [cuda_dummy_weights_test]=25
-  [cuda_backend_test]=50 [cuda_realistic_test]=60 [cuda_golden_test]=25
+  [cuda_backend_test]=45 [cuda_realistic_test]=55 [cuda_architectures_test]=20 [cuda_golden_test]=15
   [memcheck]=35 [racecheck]=25
   [serve]=80
   [bench_c1]=15 [bench_c32]=20 [bench_c256]=25
