@@ -49,10 +49,18 @@ declare -A CAP=(
   [forward_benchmark]=55
 )
 STEP_ORDER=(preflight "${TESTS[@]}" memcheck racecheck serve bench_c1 bench_c32 bench_c256 forward_benchmark)
-# compute-sanitizer's quick subset: small kernels and one backend step (it
-# slows kernels down 10-100x).
-MEMCHECK_FILTER='CudaKernels*:CudaGemm*:CudaAttention*/0:CudaAttention*/1'
-RACECHECK_FILTER='CudaAttention*/0:CudaAttention*/1'
+# compute-sanitizer's quick subsets (it slows kernels 10-100x): BINARY:FILTER.
+MEMCHECK_RUNS=(
+  'cuda_kernels_test:*/bfloat16'
+  'cuda_gemm_test:*/bfloat16'
+  'cuda_attention_test:*stories260K_shape_bfloat16:*mha_head64_block32_float16:*group12_two_head_chunks_bfloat16'
+  'cuda_realistic_test:LogitCandidates.Kernel*'
+  'cuda_architectures_test:QkvPrologue*:ConvertWeights*'
+)
+RACECHECK_RUNS=(
+  'cuda_attention_test:*stories260K_shape_bfloat16:*mha_head64_block32_float16'
+  'cuda_realistic_test:LogitCandidates.Kernel*'
+)
 SERVE_MODEL=dummy:llama3-8b
 
 caps_total() {
@@ -284,12 +292,14 @@ done
 # ---- 2. compute-sanitizer on a quick subset
 SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
 for tool in memcheck racecheck; do
-  filter=$MEMCHECK_FILTER
-  [ $tool = racecheck ] && filter=$RACECHECK_FILTER
-  binaries=(cuda_kernels_test cuda_gemm_test cuda_attention_test)
-  [ $tool = racecheck ] && binaries=(cuda_attention_test)
-  run_step $tool bash -c "for b in ${binaries[*]}; do ${SANITIZER:-compute-sanitizer} --tool $tool --error-exitcode 3 \
-    $BIN/\$b --gtest_color=no --gtest_filter='$filter' || exit \$?; done"
+  runs=("${MEMCHECK_RUNS[@]}")
+  [ $tool = racecheck ] && runs=("${RACECHECK_RUNS[@]}")
+  script="rc=0"
+  for r in "${runs[@]}"; do
+    script+="; ${SANITIZER:-compute-sanitizer} --tool $tool --error-exitcode 3 $BIN/${r%%:*} --gtest_color=no \
+--gtest_filter='${r#*:}' || rc=\$?"
+  done
+  run_step $tool bash -c "$script; exit \$rc"
   rc=$?
   [ "$DRY_RUN" = 1 ] && continue
   RESULT[$tool]="rc=$rc: $(grep -E 'ERROR SUMMARY' "$OUT/$tool.log" | sort | uniq -c | paste -sd' ')"
@@ -302,7 +312,7 @@ SERVER_PID=""
 cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null; }
 trap cleanup EXIT
 SERVE_CMD="$BIN/inferd serve --model $SERVE_MODEL --backend cuda --dtype bfloat16 --host 127.0.0.1 --port 0 \
---metrics-port 0 --max-num-seqs 256 --max-num-batched-tokens 8192"
+--metrics-port 0 --max-num-seqs 256 --max-num-batched-tokens 8192 --drain-timeout-seconds 1"
 # The server runs in this shell's background (it serves step 4 too); the
 # wait for its ports and the smoke client share the step's budget.
 serve_and_smoke() {
@@ -323,7 +333,8 @@ serve_and_smoke() {
   timeout -k 5 "$left" "$BIN/inferd-bench" --target "127.0.0.1:$port" --scrape-metrics "$metrics" \
     --ready-timeout $((left - 5)) --concurrency 2 --num-requests 4 --input-len 32 --output-len 16 --seed 9 || return $?
   grep -iE 'cuda|graph|kv cache|memory' "$OUT/server.log" | head -20
-  python3 -c "import sys, urllib.request; t = urllib.request.urlopen(sys.argv[1], timeout=5).read().decode(); \
+  # Without the bundle's libraries: the device's python3 has its own.
+  env -u LD_LIBRARY_PATH python3 -c "import sys, urllib.request; t = urllib.request.urlopen(sys.argv[1], timeout=5).read().decode(); \
 print('\n'.join(l for l in t.splitlines() if l.startswith(('inferd_', 'grpc_server_')))[:3000]); \
 sys.exit(0 if 'inferd_' in t else 1)" "$metrics" || return $?
   echo "$port $metrics" > "$OUT/.server"
