@@ -10,7 +10,9 @@
 #    copies them into build/gpu-bundle with every shared library they need
 #    that the device lacks (gRPC, Protobuf, Abseil, yaml-cpp, prometheus-cpp,
 #    spdlog, fmt, ...: everything but glibc, the driver, cuBLAS and cudart) and
-#    the golden outputs. At most 64 MiB; the one path to carry.
+#    the golden outputs. At most 64 MiB; the one path to carry (the device
+#    tool sends the checkout its session started in: a bundle built in
+#    another worktree must be copied there first).
 #        tests/gpu/device_check.sh --dry-run             # here: every step, its cap
 # 2. There, in the repository root, with $OUT set (run timeout_s 600):
 #        tests/gpu/device_check.sh
