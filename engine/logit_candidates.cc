@@ -61,6 +61,7 @@ absl::Status Backend::ForwardCandidates(const StepBatch& batch, absl::Span<float
                                         absl::Span<LogitCandidates> candidates) {
   const int vocab = config().vocab_size;
   if (absl::Status s = CheckCandidateOutputs(batch, vocab, logits, candidates); !s.ok()) return s;
+  if (batch.num_candidate_rows() == 0) return Forward(batch, logits);  // every row whole: no scratch
   const size_t rows = static_cast<size_t>(batch.num_logit_rows());
   if (candidate_scratch_.size() < rows * vocab) candidate_scratch_.resize(rows * vocab);
   if (absl::Status s = Forward(batch, absl::MakeSpan(candidate_scratch_.data(), rows * vocab)); !s.ok()) return s;
