@@ -31,3 +31,15 @@ clean:
 .PHONY: bench
 bench: deps
 	BUILD_DIR=$(BUILD_DIR) JOBS=$(JOBS) ./benchmarks/run_bench.sh
+
+# The CPU container image (Dockerfile) as localhost/inferd:latest, with
+# podman; no registry needed (scripts/build_image.sh).
+.PHONY: image test-image
+image:
+	./scripts/build_image.sh
+
+# Runs the image and checks it: health, a generation, /metrics, non-root,
+# size, and a clean drain on `podman stop` during a stream (tests/image/).
+test-image: build image
+	cd tests/image && PYTHONPATH=$(abspath $(BUILD_DIR))/python:$(CURDIR)/tests/integration/python \
+	  PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 -m unittest -v test_image

@@ -561,11 +561,10 @@ absl::Status CudaBackend::AttentionBlock(int layer, const cuda::StepShape& shape
                                                       config_.n_kv_heads, config_.head_dim(), w.bqkv, w.q_norm,
                                                       w.k_norm, config_.rms_norm_eps, stream_));
   const size_t table = static_cast<size_t>(config_.max_seq_len) * (config_.head_dim() / 2);
-  const cuda::RopeStyle rope_style =
-      config_.rope_style == RopeStyle::kHalves ? cuda::RopeStyle::kHalfRotation : cuda::RopeStyle::kAdjacentPairs;
+  // Adjacent pairs always: loaders of rotate-half checkpoints permute q/k at load (model_config.h).
   INFERD_CUDA_RETURN_IF_ERROR(cuda::LaunchRope(dtype_, qkv_, qkv_stride, inputs_.positions(), n, config_.n_heads,
                                                config_.n_kv_heads, config_.head_dim(), rope_tables_,
-                                               rope_tables_ + table, rope_style, stream_));
+                                               rope_tables_ + table, cuda::RopeStyle::kAdjacentPairs, stream_));
   INFERD_CUDA_RETURN_IF_ERROR(cuda::LaunchKvAppend(dtype_, qkv_, qkv_stride, q_dim, q_dim + kv_dim,
                                                    inputs_.slot_mapping(), n, kv_dim, KeyPool(layer),
                                                    ValuePool(layer), stream_));

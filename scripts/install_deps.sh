@@ -7,11 +7,25 @@ packages=(
   build-essential cmake pkg-config git ccache
   libabsl-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libyaml-cpp-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  prometheus-cpp-dev
+  prometheus-cpp-dev libboost-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-grpcio python3-protobuf
   prometheus
+  haproxy python3-yaml
 )
+
+# kubectl renders deploy/kubernetes (kubectl kustomize); Debian packages it
+# as kubernetes-client. A kubectl already installed is used as it is.
+if ! command -v kubectl >/dev/null; then packages+=(kubernetes-client); fi
+
+# --build-only (the image's build stage): what compiles inferd and
+# inferd-bench, without what only the tests and tools run.
+if [ "${1:-}" = "--build-only" ]; then
+  test_only=" git libgtest-dev libgmock-dev python3 python3-grpcio python3-protobuf python3-yaml prometheus haproxy kubernetes-client "
+  build=()
+  for p in "${packages[@]}"; do [[ "$test_only" == *" $p "* ]] || build+=("$p"); done
+  packages=("${build[@]}")
+fi
 
 missing=()
 for p in "${packages[@]}"; do

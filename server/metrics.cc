@@ -2,6 +2,7 @@
 
 #include <prometheus/collectable.h>
 #include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
 
 #include <cctype>
 
@@ -178,19 +179,29 @@ Metrics::Metrics()
       histogram("inferd_step_batch_sequences", "Sequences in one engine step.", OneTwoFive(1 << 12));
 }
 
-Metrics::~Metrics() = default;
+Metrics::~Metrics() { http_server_.reset(); }
 
-absl::StatusOr<int> Metrics::Serve(const std::string& address) {
-  try {
-    exposer_ = std::make_unique<prometheus::Exposer>(address);
-  } catch (const std::exception& e) {  // civetweb reports a busy port by throwing
-    return absl::UnavailableError(absl::StrCat("metrics: cannot listen on ", address, ": ", e.what()));
-  }
-  exposer_->RegisterCollectable(registry_);
-  exposer_->RegisterCollectable(engine_collector_);
-  const std::vector<int> ports = exposer_->GetListeningPorts();
-  if (ports.empty()) return absl::UnavailableError(absl::StrCat("metrics: cannot listen on ", address));
-  return ports.front();
+absl::StatusOr<int> Metrics::Serve(const std::string& host, int port, std::function<bool()> ready) {
+  absl::flat_hash_map<std::string, HttpHandler> routes;
+  routes["/metrics"] = [this] {
+    // The exposition format's version, as Prometheus asks for it.
+    return HttpResponse{.content_type = "text/plain; version=0.0.4; charset=utf-8", .body = Scrape()};
+  };
+  routes["/healthz"] = [] { return HttpResponse{.body = "ok\n"}; };
+  routes["/readyz"] = [ready = std::move(ready)] {
+    return ready() ? HttpResponse{.body = "ready\n"} : HttpResponse{.status = 503, .body = "not ready\n"};
+  };
+  absl::StatusOr<std::unique_ptr<MetricsHttpServer>> server = MetricsHttpServer::Start(host, port, std::move(routes));
+  if (!server.ok()) return server.status();
+  http_server_ = *std::move(server);
+  return http_server_->port();
+}
+
+std::string Metrics::Scrape() const {
+  std::vector<prometheus::MetricFamily> families = registry_->Collect();
+  std::vector<prometheus::MetricFamily> engine = engine_collector_->Collect();
+  families.insert(families.end(), std::make_move_iterator(engine.begin()), std::make_move_iterator(engine.end()));
+  return prometheus::TextSerializer().Serialize(families);
 }
 
 void Metrics::AttachEngine(const Engine* engine, const std::string& model_name, const std::string& version) {

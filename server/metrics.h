@@ -1,5 +1,6 @@
 // Prometheus metrics (the names and buckets of API.md), served at
-// GET /metrics by prometheus-cpp. The server owns the registry; the engine
+// GET /metrics on the metrics port (MetricsHttpServer), beside /healthz and
+// /readyz for load balancers. The server owns the registry; the engine
 // knows nothing of it: request metrics come from the outputs the engine
 // delivers (RequestObserver), step metrics from its step observer, and
 // engine state (running, waiting, KV cache, prefix cache, preemptions) is
@@ -7,12 +8,12 @@
 #pragma once
 
 #include <prometheus/counter.h>
-#include <prometheus/exposer.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -20,6 +21,7 @@
 #include "absl/synchronization/mutex.h"
 #include "engine/engine.h"
 #include "server/inference_service.h"
+#include "server/metrics_http_server.h"
 
 namespace inferd {
 
@@ -28,9 +30,16 @@ class Metrics final : public RequestObserver {
   Metrics();
   ~Metrics() override;
 
-  // Serves /metrics on `address` ("0.0.0.0:9400"; port 0 picks a free
-  // one). Returns the port it listens on.
-  absl::StatusOr<int> Serve(const std::string& address);
+  // Serves on host:port (port 0 picks a free one) until destroyed:
+  //   GET /metrics  the Prometheus text format;
+  //   GET /healthz  200 while the process is up (liveness);
+  //   GET /readyz   200 while `ready()` is true, else 503 (readiness: false
+  //                 while loading or draining).
+  // Returns the port it listens on.
+  absl::StatusOr<int> Serve(const std::string& host, int port, std::function<bool()> ready);
+
+  // What GET /metrics answers.
+  std::string Scrape() const;
 
   // Engine state and the info gauges, read at scrape time from now on.
   void AttachEngine(const Engine* engine, const std::string& model_name, const std::string& version);
@@ -51,7 +60,7 @@ class Metrics final : public RequestObserver {
 
   std::shared_ptr<prometheus::Registry> registry_;
   std::shared_ptr<EngineCollector> engine_collector_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<MetricsHttpServer> http_server_;  // stopped first in ~Metrics: its handlers read the rest
 
   prometheus::Family<prometheus::Counter>* requests_;
   prometheus::Family<prometheus::Counter>* finished_;

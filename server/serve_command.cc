@@ -58,8 +58,9 @@ absl::StatusOr<std::unique_ptr<Engine>> LoadEngine(const ServerConfig& config, M
 
 // Readiness: SERVING once the engine runs, NOT_SERVING while draining or
 // when requests are live but the engine has not moved for stall_limit.
-void WatchReadiness(grpc::HealthCheckServiceInterface* health, const Engine* engine, const ServerConfig& config,
-                    const std::atomic<bool>* draining, absl::Notification* stop) {
+// `http_ready` mirrors it for the metrics port's /readyz.
+void WatchReadiness(grpc::HealthCheckServiceInterface* health, std::atomic<bool>* http_ready, const Engine* engine,
+                    const ServerConfig& config, const std::atomic<bool>* draining, absl::Notification* stop) {
   bool last = false;
   bool first = true;
   while (!stop->WaitForNotificationWithTimeout(absl::Milliseconds(100))) {
@@ -69,6 +70,7 @@ void WatchReadiness(grpc::HealthCheckServiceInterface* health, const Engine* eng
     const bool ready = !draining->load() && !stalled;
     if (first || ready != last) {
       health->SetServingStatus(kReadinessService, ready);
+      http_ready->store(ready);
       if (!first && stalled) spdlog::error("engine stalled: no step finished for over {}s", config.stall_limit_seconds);
       if (!first && ready) spdlog::info("ready");
       last = ready;
@@ -94,14 +96,16 @@ int RunServe(ServerConfig config) {
   signal(SIGPIPE, SIG_IGN);
 
   RequestLogger logger;
+  std::atomic<bool> http_ready{false};  // /readyz: the readiness of kReadinessService
   Metrics metrics;
   if (config.metrics_port >= 0) {
-    absl::StatusOr<int> port = metrics.Serve(absl::StrCat(config.host, ":", config.metrics_port));
+    absl::StatusOr<int> port =
+        metrics.Serve(config.host, config.metrics_port, [&http_ready] { return http_ready.load(); });
     if (!port.ok()) {
       spdlog::error("{}", std::string(port.status().message()));
       return 1;
     }
-    spdlog::info("metrics on http://{}:{}/metrics", config.host, *port);
+    spdlog::info("metrics on http://{}:{}/metrics (and /healthz, /readyz)", config.host, *port);
   }
   RequestLimits limits{.default_max_tokens = config.default_max_tokens,
                        .max_stop_strings = config.max_stop_strings,
@@ -151,7 +155,7 @@ int RunServe(ServerConfig config) {
 
   std::atomic<bool> draining{false};
   absl::Notification stop_watching;
-  std::thread readiness([&] { WatchReadiness(health, engine->get(), config, &draining, &stop_watching); });
+  std::thread readiness([&] { WatchReadiness(health, &http_ready, engine->get(), config, &draining, &stop_watching); });
   spdlog::info("serving {} on {}:{}", model_name, config.host, bound_port);
 
   int signal_number = 0;
@@ -159,6 +163,7 @@ int RunServe(ServerConfig config) {
   spdlog::info("{} received: draining (up to {}s for {} running requests)", strsignal(signal_number),
                config.drain_timeout_seconds, (*engine)->num_live_requests());
   draining = true;
+  http_ready = false;
   health->SetServingStatus(kReadinessService, false);
   service.StartDraining();
   (*engine)->StopAdmitting();

@@ -26,6 +26,7 @@
 #include "benchmarks/inferd_bench/metrics_scrape.h"
 #include "benchmarks/inferd_bench/options.h"
 #include "benchmarks/inferd_bench/report.h"
+#include "benchmarks/inferd_bench/retry.h"
 
 namespace inferd::bench {
 namespace {
@@ -110,9 +111,12 @@ int Run(const BenchOptions& o) {
   absl::StatusOr<std::unique_ptr<Dataset>> dataset = BuildDataset(o, &client, info);
   if (!dataset.ok()) return Fail(dataset.status());
 
-  const SendFn send = [&](int64_t index, std::function<void(RequestResult)> done) {
-    client.StartGenerate((*dataset)->At(index).ToProto(), std::move(done));
-  };
+  DelayedRunner retry_runner;  // outlives every request: RunLoad returns when all have ended
+  const SendFn send = WithRetries(
+      [&](int64_t index, std::function<void(RequestResult)> done) {
+        client.StartGenerate((*dataset)->At(index).ToProto(), std::move(done));
+      },
+      RetryPolicy{.max_retries = o.retry_unavailable}, &retry_runner);
   LoadShape shape{.num_requests = o.num_requests,
                   .duration_s = o.duration_s,
                   .in_flight_limit = o.InFlightLimit(),

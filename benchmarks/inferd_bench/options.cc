@@ -40,6 +40,12 @@ void AddBenchFlags(CLI::App* app, BenchOptions* o) {
       ->capture_default_str();
   app->add_option("--seed", o->seed, "seed of prompts, lengths and arrivals")->capture_default_str();
 
+  app->add_option("--retry-unavailable", o->retry_unavailable,
+                  "retry a request that ended UNAVAILABLE before any token up to N times, with backoff "
+                  "(100 ms doubling to 1 s), as a gRPC retry policy does; the report counts the retries")
+      ->check(CLI::Range(0, 100))
+      ->capture_default_str();
+
   app->option_defaults()->group("Dataset");
   const std::map<std::string, DatasetKind> kinds = {
       {"synthetic", DatasetKind::kSynthetic}, {"jsonl", DatasetKind::kJsonl}, {"sharegpt", DatasetKind::kShareGpt}};

@@ -45,6 +45,10 @@ struct BenchOptions {
   std::string scrape_metrics_url;
   double ready_timeout_s = 0.0;
 
+  // Sends again, with backoff, a request that ended UNAVAILABLE before any
+  // token (as a gRPC retry policy does); at most this many times.
+  int retry_unavailable = 0;
+
   // The in-flight cap the run obeys, whichever loop it is.
   int InFlightLimit() const;
 };

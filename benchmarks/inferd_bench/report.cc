@@ -50,6 +50,10 @@ std::string FormatTable(const Report& r) {
   absl::StrAppend(&out, Line("Successful requests:", absl::StrCat(s.completed)),
                   Line("Failed requests:", absl::StrCat(s.failed)));
   for (const auto& [code, count] : s.errors) absl::StrAppend(&out, Line(absl::StrCat("  ", code, ":"), absl::StrCat(count)));
+  if (s.retries > 0) {
+    absl::StrAppend(&out, Line("Retried requests (UNAVAILABLE):", absl::StrCat(s.retried_requests)),
+                    Line("  retries in all:", absl::StrCat(s.retries)));
+  }
   absl::StrAppend(&out, Line("Benchmark duration (s):", Num(s.duration_s)),
                   Line("Total input tokens:", absl::StrCat(s.input_tokens)),
                   Line("Total generated tokens:", absl::StrCat(s.output_tokens)),
@@ -103,6 +107,8 @@ nlohmann::json ToJson(const Report& r) {
       {"slo", {{"ttft_s", r.slo.ttft_s.has_value() ? nlohmann::json(*r.slo.ttft_s) : nullptr},
                {"tpot_s", r.slo.tpot_s.has_value() ? nlohmann::json(*r.slo.tpot_s) : nullptr}}},
       {"errors", errors},
+      {"retried_requests", s.retried_requests},
+      {"retries", s.retries},
       {"server", nullptr},
   };
   if (r.server.has_value()) {

@@ -27,7 +27,8 @@ std::string FormatTable(const Report& report);
 // The keys scripts rely on: completed, failed, duration_s,
 // request_throughput, output_token_throughput, total_token_throughput,
 // ttft_s / tpot_s / itl_s / e2e_s ({mean, p50, p90, p99, count}), goodput,
-// errors ({code name: count}), input_tokens, output_tokens, server.
+// errors ({code name: count}), retried_requests, retries, input_tokens,
+// output_tokens, server.
 nlohmann::json ToJson(const Report& report);
 
 }  // namespace inferd::bench

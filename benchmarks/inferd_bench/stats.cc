@@ -46,6 +46,8 @@ BenchSummary Summarize(const std::vector<RequestResult>& results, double duratio
   s.duration_s = duration_s;
   std::vector<double> ttft, tpot, itl, e2e;
   for (const RequestResult& r : results) {
+    s.retries += r.retries;
+    if (r.retries > 0) ++s.retried_requests;
     if (!r.ok()) {
       ++s.failed;
       ++s.errors[absl::StatusCodeToString(r.code)];

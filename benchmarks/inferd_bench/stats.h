@@ -27,6 +27,7 @@ struct RequestResult {
   std::vector<double> itl_s;  // one gap per message after the first
   int output_tokens = 0;      // token ids streamed back
   int prompt_tokens = 0;      // the server's usage.prompt_tokens
+  int retries = 0;            // sends after the first (--retry-unavailable)
 
   bool ok() const { return code == absl::StatusCode::kOk; }
 };
@@ -58,6 +59,8 @@ struct BenchSummary {
   int64_t good_requests = 0;
   double goodput = 0.0;                // good requests / duration
   std::map<std::string, int64_t> errors;  // status code name ("UNAVAILABLE") -> count
+  int64_t retried_requests = 0;  // requests sent more than once, whatever their end
+  int64_t retries = 0;           // sends after the first, over all requests
 };
 
 // The p-th percentile (p in [0, 100]) of `sorted` (ascending, non-empty):

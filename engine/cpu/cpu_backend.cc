@@ -22,8 +22,7 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(std::shared_ptr<c
                                                    " blocks of ", kv_config.block_size, " tokens"));
   }
   const ModelConfig& c = weights->config;
-  if (weights->dtype != WeightType::kF32 || c.rope_style != RopeStyle::kAdjacentPairs || c.attention_bias ||
-      c.qk_norm || c.q_dim() != c.dim) {
+  if (weights->dtype != WeightType::kF32 || c.attention_bias || c.qk_norm || c.q_dim() != c.dim) {
     return absl::UnimplementedError(absl::StrCat("CpuBackend: ", c.name, " (", c.architecture,
                                                  ") needs model features the CPU backend lacks"));
   }

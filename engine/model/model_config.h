@@ -1,7 +1,12 @@
 // The shape of a Llama-family model, as every loader and backend sees it.
-// Architectures differ by a handful of switches (RoPE convention and scaling,
-// q/k/v biases, q/k norms, head_dim, tied embeddings), not by subclasses: a
-// loader sets them, both backends read them.
+// Architectures differ by a handful of switches (RoPE scaling, q/k/v biases,
+// q/k norms, head_dim, tied embeddings), not by subclasses: a loader sets
+// them, both backends read them.
+//
+// RoPE always rotates adjacent pairs (x[2i], x[2i+1]) of a head, as llama2.c
+// and GGUF do. Hugging Face checkpoints rotate halves (x[i], x[i + d/2]); their
+// loader permutes the rows of wq and wk (and of the q/k biases and norms) back
+// into pair order once, at load, so no backend needs a second convention.
 #pragma once
 
 #include <cstdint>
@@ -11,15 +16,6 @@
 #include "absl/status/status.h"
 
 namespace inferd {
-
-// Which elements of a head RoPE rotates together.
-enum class RopeStyle {
-  // (x[2i], x[2i+1]): llama2.c, GGUF llama (Meta's original layout).
-  kAdjacentPairs,
-  // (x[i], x[i + head_dim/2]): Hugging Face's rotate_half, whose conversion
-  // permutes the q/k rows of Meta's checkpoints into this order.
-  kHalves,
-};
 
 // rope_scaling as transformers applies it to the inverse frequencies
 // (modeling_rope_utils.py).
@@ -48,7 +44,6 @@ struct ModelConfig {
   bool shared_classifier = true;    // classifier == token embedding (tied)
   float rms_norm_eps = 1e-5f;
   float rope_theta = 10000.0f;
-  RopeStyle rope_style = RopeStyle::kAdjacentPairs;
   RopeScaling rope_scaling;
   bool attention_bias = false;      // q/k/v projections have biases (Qwen2)
   bool qk_norm = false;             // per-head RMSNorm of q and k before RoPE (Qwen3)

@@ -1,8 +1,8 @@
 // The CUDA backend's side of the architecture switches (ModelConfig) and of
 // weights held in their stored dtype: the conversion and q/k/v prologue
 // kernels against host references; whole forward passes with each switch
-// (RoPE halves, llama3 and linear RoPE scaling, q/k/v biases, per-head q/k
-// norms, head_dim != dim / n_heads) against the CPU backend; and F16, BF16
+// (llama3 and linear RoPE scaling, q/k/v biases, per-head q/k norms,
+// head_dim != dim / n_heads) against the CPU backend; and F16, BF16
 // and Q8_0 tensors uploaded as stored against the same values sent as fp32.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -226,10 +226,8 @@ ModelConfig BaseConfig() {
 
 std::vector<SwitchCase> SwitchCases() {
   return {
-      {"rope_halves", [](ModelConfig* c) { c->rope_style = RopeStyle::kHalves; }},
       {"rope_llama3_scaling",
        [](ModelConfig* c) {
-         c->rope_style = RopeStyle::kHalves;
          c->rope_scaling.type = RopeScaling::Type::kLlama3;
          c->rope_scaling.factor = 8.0f;
          c->rope_scaling.original_max_position_embeddings = 64;
@@ -241,12 +239,10 @@ std::vector<SwitchCase> SwitchCases() {
        }},
       {"qkv_bias_qwen2",
        [](ModelConfig* c) {
-         c->rope_style = RopeStyle::kHalves;
          c->attention_bias = true;
        }},
       {"qk_norm_head_dim_qwen3",
        [](ModelConfig* c) {
-         c->rope_style = RopeStyle::kHalves;
          c->qk_norm = true;
          c->explicit_head_dim = 128;  // q_dim 512 != dim 256
          c->rms_norm_eps = 1e-6f;
