@@ -123,8 +123,12 @@ DRY_RUN=0
 # ---------------------------------------------------------------- the run (there)
 OUT=${OUT:-$ROOT/build-device-check}  # (ignored by git)
 mkdir -p "$OUT"
+# $OUT gets four files (the device tool returns at most eight): the log of
+# everything, streamed as it is written; summary.md; the server's log; the
+# benchmark's JSON. Per-step copies, for the summary, live in STEPS.
 LOG="$OUT/device_check.log"
 SUMMARY="$OUT/summary.md"
+STEPS=$(mktemp -d)
 : > "$LOG"
 START=$(date +%s)
 elapsed() { echo $(($(date +%s) - START)); }
@@ -137,7 +141,7 @@ budget() {
   echo "$cap"
 }
 # Runs one step's command under its budget, streaming its output to
-# $OUT/NAME.log (and the main log); returns the command's status (124: cut).
+# the main log in $OUT (and $STEPS/NAME.log); returns its status (124: cut).
 run_step() {
   local name=$1
   shift
@@ -152,7 +156,7 @@ run_step() {
     return 124
   fi
   note "step $name (budget $b s): $*"
-  timeout -k 5 "$b" "$@" > >(tee "$OUT/$name.log" >> "$LOG") 2>&1
+  timeout -k 5 "$b" "$@" > >(tee "$STEPS/$name.log" >> "$LOG") 2>&1
   local rc=$?
   note "step $name rc=$rc"
   return $rc
@@ -204,7 +208,7 @@ preflight() {
       missing=1
     fi
   done
-  echo "$LIB_PATH" > "$OUT/.lib_path"
+  echo "$LIB_PATH" > "$STEPS/lib_path"
   return $missing
 }
 
@@ -221,22 +225,22 @@ write_summary() {
     echo "| --- | --- | --- |"
     local step
     for step in "${STEP_ORDER[@]}"; do echo "| $step | ${CAP[$step]} | ${RESULT[$step]:-not run} |"; done
-    if [ -f "$OUT/forward_benchmark.log" ]; then
+    if [ -f "$STEPS/forward_benchmark.log" ]; then
       echo
       echo "### Forward benchmark ($SERVE_MODEL, bf16, context 1024)"
       echo
       echo '```'
-      sed -n '/median of timed runs/,$p' "$OUT/forward_benchmark.log"
+      sed -n '/median of timed runs/,$p' "$STEPS/forward_benchmark.log"
       echo '```'
     fi
     for c in 1 32 256; do
-      [ -f "$OUT/bench_c$c.log" ] || continue
+      [ -f "$STEPS/bench_c$c.log" ] || continue
       echo
       echo "### inferd-bench, concurrency $c"
       echo
       echo '```'
       grep -E '^(Successful|Failed|Request throughput|Output token throughput|Mean TTFT|Mean TPOT|P99 E2E|Mean batch)' \
-        "$OUT/bench_c$c.log"
+        "$STEPS/bench_c$c.log"
       echo '```'
     done
   } > "$SUMMARY"
@@ -262,20 +266,20 @@ fi
 
 # ---- preflight: libraries, ldd of every binary; a missing library ends the run here
 if [ "$DRY_RUN" = 1 ]; then note "step preflight (cap ${CAP[preflight]} s): library discovery and ldd"; fi
-timeout "${CAP[preflight]}" bash -c "$(declare -f find_library_dirs preflight); ROOT='$ROOT' BUNDLE='$BUNDLE' BIN='$BIN' OUT='$OUT'; preflight" \
-  > >(tee "$OUT/preflight.log" >> "$LOG") 2>&1
+timeout "${CAP[preflight]}" bash -c "$(declare -f find_library_dirs preflight); ROOT='$ROOT' BUNDLE='$BUNDLE' BIN='$BIN' OUT='$OUT' STEPS='$STEPS'; preflight" \
+  > >(tee "$STEPS/preflight.log" >> "$LOG") 2>&1
 PRE_RC=$?
 sleep 0.2  # let tee drain
 if [ $PRE_RC -ne 0 ]; then
-  RESULT[preflight]="FAILED: $(grep -E '^MISSING' "$OUT/preflight.log" | paste -sd' ')"
-  note "preflight failed: $(grep -E '^MISSING' "$OUT/preflight.log" | paste -sd' ')"
+  RESULT[preflight]="FAILED: $(grep -E '^MISSING' "$STEPS/preflight.log" | paste -sd' ')"
+  note "preflight failed: $(grep -E '^MISSING' "$STEPS/preflight.log" | paste -sd' ')"
   write_summary
   cat "$SUMMARY"
   exit 1
 fi
 export LD_LIBRARY_PATH
-LD_LIBRARY_PATH=$(cat "$OUT/.lib_path")
-RESULT[preflight]="ok: $(grep -E '^found' "$OUT/preflight.log" | sed 's/^found //; s/: .*\/nvidia\//: wheel nvidia\//' | paste -sd';')"
+LD_LIBRARY_PATH=$(cat "$STEPS/lib_path")
+RESULT[preflight]="ok: $(grep -E '^found' "$STEPS/preflight.log" | sed 's/^found //; s/: .*\/nvidia\//: wheel nvidia\//' | paste -sd';')"
 note "libraries found; LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 export INFERD_SOURCE_DIR="$ROOT" INFERD_SHARED_DIR="$ROOT/$BUNDLE/shared" INFERD_CUDA_PLUGIN="$ROOT/$BIN/libinferd_cuda.so"
 write_summary
@@ -286,13 +290,14 @@ for t in "${TESTS[@]}"; do
   run_step "$t" "$BIN/$t" --gtest_color=no
   rc=$?
   [ "$DRY_RUN" = 1 ] && continue
-  RESULT[$t]=$(gtest_result "$OUT/$t.log" $rc)
+  RESULT[$t]=$(gtest_result "$STEPS/$t.log" $rc)
   [ $rc -eq 0 ] || FAILED=$((FAILED + 1))
   write_summary
 done
 
 # ---- 2. compute-sanitizer on a quick subset
 SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
+[ -n "$SANITIZER" ] || note "compute-sanitizer is not on this machine (PATH, /usr/local/cuda*/bin): steps memcheck and racecheck fail"
 for tool in memcheck racecheck; do
   runs=("${MEMCHECK_RUNS[@]}")
   [ $tool = racecheck ] && runs=("${RACECHECK_RUNS[@]}")
@@ -304,7 +309,7 @@ for tool in memcheck racecheck; do
   run_step $tool bash -c "$script; exit \$rc"
   rc=$?
   [ "$DRY_RUN" = 1 ] && continue
-  RESULT[$tool]="rc=$rc: $(grep -E 'ERROR SUMMARY' "$OUT/$tool.log" | sort | uniq -c | paste -sd' ')"
+  RESULT[$tool]="rc=$rc: $(grep -E 'ERROR SUMMARY' "$STEPS/$tool.log" | sort | uniq -c | paste -sd' ')"
   [ $rc -eq 0 ] || FAILED=$((FAILED + 1))
   write_summary
 done
@@ -321,36 +326,40 @@ serve_and_smoke() {
   local until=$(($(elapsed) + $1))
   $SERVE_CMD > "$OUT/server.log" 2>&1 &
   SERVER_PID=$!
-  local port="" metrics=""
+  # The model loads after the ports open; "serving" says it is up.
   while kill -0 "$SERVER_PID" 2>/dev/null && [ "$(elapsed)" -lt "$until" ]; do
-    port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$OUT/server.log" | head -1)
-    metrics=$(grep -o 'http://127\.0\.0\.1:[0-9]*/metrics' "$OUT/server.log" | head -1)
-    [ -n "$port" ] && [ -n "$metrics" ] && break
+    grep -q ' serving ' "$OUT/server.log" && break
     sleep 0.5
   done
-  [ -n "$port" ] && [ -n "$metrics" ] || { echo "the server ended or never listened:"; tail -30 "$OUT/server.log"; return 1; }
-  # inferd-bench waits for readiness (the model loads after the ports open).
+  if ! grep -q ' serving ' "$OUT/server.log"; then
+    echo "the server ended or did not come up within the step's budget:"
+    tail -30 "$OUT/server.log"
+    return 1
+  fi
+  local port metrics
+  port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$OUT/server.log" | head -1)
+  metrics=$(grep -o 'http://127\.0\.0\.1:[0-9]*/metrics' "$OUT/server.log" | head -1)
   local left=$((until - $(elapsed)))
   [ "$left" -gt 5 ] || return 124
   timeout -k 5 "$left" "$BIN/inferd-bench" --target "127.0.0.1:$port" --scrape-metrics "$metrics" \
-    --ready-timeout $((left - 5)) --concurrency 2 --num-requests 4 --input-len 32 --output-len 16 --seed 9 || return $?
+    --ready-timeout 10 --concurrency 2 --num-requests 4 --input-len 32 --output-len 16 --seed 9 || return $?
   grep -iE 'cuda|graph|kv cache|memory' "$OUT/server.log" | head -20
   # Without the bundle's libraries: the device's python3 has its own.
   env -u LD_LIBRARY_PATH python3 -c "import sys, urllib.request; t = urllib.request.urlopen(sys.argv[1], timeout=5).read().decode(); \
 print('\n'.join(l for l in t.splitlines() if l.startswith(('inferd_', 'grpc_server_')))[:3000]); \
 sys.exit(0 if 'inferd_' in t else 1)" "$metrics" || return $?
-  echo "$port $metrics" > "$OUT/.server"
+  echo "$port $metrics" > "$STEPS/server"
 }
 if [ "$DRY_RUN" = 1 ]; then
   run_step serve "$SERVE_CMD; inferd-bench --concurrency 2 --num-requests 4; GET /metrics"
 else
   b=$(budget serve)
   note "step serve (budget $b s): $SERVE_CMD"
-  serve_and_smoke "$b" > >(tee "$OUT/serve.log" >> "$LOG") 2>&1
+  serve_and_smoke "$b" > >(tee "$STEPS/serve.log" >> "$LOG") 2>&1
   rc=$?
   sleep 0.2
-  RESULT[serve]="rc=$rc; $(grep -E '^(Successful|Failed) requests' "$OUT/serve.log" | tr -s ' ' | paste -sd' '); \
-$(grep -cE '^inferd_' "$OUT/serve.log") inferd_ metric samples"
+  RESULT[serve]="rc=$rc; $(grep -E '^(Successful|Failed) requests' "$STEPS/serve.log" | tr -s ' ' | paste -sd' '); \
+$(grep -cE '^inferd_' "$STEPS/serve.log") inferd_ metric samples; $(grep -m1 -E ' (error|critical) ' "$OUT/server.log" | cut -c1-200)"
   [ $rc -eq 0 ] || FAILED=$((FAILED + 1))
   note "step serve rc=$rc"
   write_summary
@@ -363,12 +372,12 @@ for c in 1 32 256; do
     run_step "bench_c$c" "inferd-bench --concurrency $c --num-requests $requests --input-len 128 --output-len 64"
     continue
   fi
-  if [ ! -f "$OUT/.server" ]; then RESULT[bench_c$c]="not run: no server"; continue; fi
-  read -r port metrics < "$OUT/.server"
+  if [ ! -f "$STEPS/server" ]; then RESULT[bench_c$c]="not run: no server"; continue; fi
+  read -r port metrics < "$STEPS/server"
   run_step "bench_c$c" "$BIN/inferd-bench" --target "127.0.0.1:$port" --scrape-metrics "$metrics" --ready-timeout 10 \
     --concurrency $c --num-requests $requests --input-len 128 --output-len 64 --seed $((c + 1))
   rc=$?
-  RESULT[bench_c$c]="rc=$rc; $(grep -E '^Output token throughput' "$OUT/bench_c$c.log" | tr -s ' ')"
+  RESULT[bench_c$c]="rc=$rc; $(grep -E '^Output token throughput' "$STEPS/bench_c$c.log" | tr -s ' ')"
   write_summary
 done
 cleanup
