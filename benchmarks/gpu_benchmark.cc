@@ -2,12 +2,16 @@
 // device, default dummy:llama3-8b in bfloat16): decode steps at several
 // batch sizes over a 1K-token context (tokens/s, and the share of the
 // memory bandwidth that the step's weight and KV bytes imply), and prefill
-// of 1K and 8K tokens (TFLOP/s against the bf16 matrix peak). Each number is
-// the median of timed runs after warm-up, timed with CUDA events. Prints a
-// table last and writes JSON.
+// of 512, 2K and 8K tokens (TFLOP/s against the bf16 matrix peak). Each number is
+// the median of timed runs after warm-up, timed with CUDA events. Decode
+// rows come twice: "decode" copies every logit row to the host, "greedy"
+// only each row's device-selected candidate (Backend::ForwardCandidates).
+// The bandwidth fraction is the model's own estimate (weights + KV bytes
+// over the step time, against 4.3 TB/s) until a profiler says otherwise.
+// Prints a table last and writes JSON.
 //
 //   gpu_benchmark [--preset llama3-8b] [--dtype bfloat16] [--context 1024]
-//                 [--batches 1,16,64,256] [--prefill 1024,8192] [--reps 10]
+//                 [--batches 1,32,256] [--prefill 512,2048,8192] [--reps 10]
 //                 [--json PATH]  (default: $OUT/gpu_benchmark.json when OUT is set)
 #include <cuda_runtime_api.h>
 
@@ -39,8 +43,8 @@ struct Args {
   std::string preset = "llama3-8b";
   std::string dtype = "bfloat16";
   int context = 1024;
-  std::vector<int> batches = {1, 16, 64, 256};
-  std::vector<int> prefills = {1024, 8192};
+  std::vector<int> batches = {1, 32, 256};
+  std::vector<int> prefills = {512, 2048, 8192};
   int reps = 10;
   int warmup = 3;
   std::string json;
@@ -183,8 +187,8 @@ int Run(const Args& args) {
   std::vector<Row> rows;
   // Weight bytes a step reads: every matrix and the classifier (not the
   // embedding table, of which it gathers a few rows).
-  const double d = c.dim, kv = c.kv_dim(), h = c.hidden_dim, l = c.n_layers, v = c.vocab_size;
-  const double layer_params = (d + 2 * kv) * d + d * d + 3 * h * d;
+  const double d = c.dim, q = c.q_dim(), kv = c.kv_dim(), h = c.hidden_dim, l = c.n_layers, v = c.vocab_size;
+  const double layer_params = (q + 2 * kv) * d + d * q + 3 * h * d;
   const double weight_bytes = (l * layer_params + v * d) * element_bytes;
   std::vector<float> logits(static_cast<size_t>(max_batch) * vocab);
   for (const int b : args.batches) {
@@ -213,6 +217,23 @@ int Run(const Args& args) {
     rows.push_back(r);
     std::printf("decode batch %d: %.3f ms/step\n", b, t * 1e3);
     std::fflush(stdout);
+
+    // The same step for greedy requests: the device selects each row's
+    // candidate, and no logit row crosses to the host.
+    StepBatch greedy;
+    for (int s = 0; s < b; ++s) greedy.AddSequence(next[s], args.context + 1, tables[s], true, /*logits_top_k=*/1);
+    std::vector<LogitCandidates> candidates(b);
+    const double tg = MedianSeconds(args.warmup, args.reps, [&] {
+      Check(backend.ForwardCandidates(greedy, {}, absl::MakeSpan(candidates)), "greedy decode step");
+    });
+    Row g = r;
+    g.kind = "greedy";
+    g.seconds = tg;
+    g.tokens_per_second = b / tg;
+    g.bandwidth_fraction = (weight_bytes + kv_bytes) / tg / kPeakBytesPerSecond;
+    rows.push_back(g);
+    std::printf("decode batch %d, greedy candidates only: %.3f ms/step\n", b, tg * 1e3);
+    std::fflush(stdout);
   }
 
   std::vector<int> prefill_table(prefill_blocks);
@@ -228,7 +249,7 @@ int Run(const Args& args) {
     });
     // Matrix products of every token, the classifier for the last, and
     // causal attention (QKᵀ and PV over n(n+1)/2 pairs per head).
-    const double flops = 2.0 * n * l * layer_params + 2.0 * v * d + 4.0 * l * d * (static_cast<double>(n) * (n + 1) / 2);
+    const double flops = 2.0 * n * l * layer_params + 2.0 * v * d + 4.0 * l * q * (static_cast<double>(n) * (n + 1) / 2);
     Row r;
     r.kind = "prefill";
     r.batch = 1;
@@ -263,7 +284,7 @@ int Run(const Args& args) {
   std::printf("%-8s %6s %7s %11s %12s %10s %9s\n", "kind", "batch", "tokens", "ms", "tokens/s", "of 4.3TB/s",
               "TFLOP/s");
   for (const Row& r : rows) {
-    if (r.kind == "decode") {
+    if (r.kind != "prefill") {
       std::printf("%-8s %6d %7d %11.3f %12.1f %9.1f%% %9s\n", r.kind.c_str(), r.batch, r.tokens, r.seconds * 1e3,
                   r.tokens_per_second, 100 * r.bandwidth_fraction, "-");
     } else {

@@ -2,7 +2,9 @@
 // whole cached context, flash-decoding style. A thread block takes one KV
 // head of one sequence, all the query heads that share it (up to 8), and one
 // split of the context; it reads each key and value row of that split once,
-// with 16-byte loads, in tiles of kTile tokens with an online softmax. When
+// with 16-byte loads, in tiles of kTile tokens with an online softmax. The
+// tile's cache slots are looked up in the block table once, into shared
+// memory, before its loads (not per row in the key and value loops). When
 // the plan splits the context, a merge kernel combines the splits' partial
 // outputs by their log-sum-exp.
 #include <cmath>
@@ -82,6 +84,7 @@ __global__ void __launch_bounds__(kThreads) AttentionDecodeKernel(DecodeParams<T
   float* sum_s = max_s + kMaxHeadsPerCta;   // [heads]: running sum of exp
   float* alpha_s = sum_s + kMaxHeadsPerCta; // [heads]: this tile's rescale
   float* reduce_s = alpha_s + kMaxHeadsPerCta;  // [kWarps][heads][hd]
+  int* slot_s = reinterpret_cast<int*>(reduce_s + kWarps * heads * hd);  // [kTile]: the tile's cache slots
 
   const int tid = threadIdx.x;
   const int lane = tid & 31;
@@ -109,9 +112,9 @@ __global__ void __launch_bounds__(kThreads) AttentionDecodeKernel(DecodeParams<T
     }
 
   const int kv_stride = p.n_kv_heads * hd;
-  auto row_of = [&](const T* pool, int pos) {
-    const int64_t slot = static_cast<int64_t>(block_table[pos / p.block_size]) * p.block_size + pos % p.block_size;
-    return pool + slot * kv_stride + static_cast<int64_t>(kv_head) * hd;
+  // Row r of the current tile in a pool (slot_s holds the tile's slots).
+  auto row_of = [&](const T* pool, int r) {
+    return pool + static_cast<int64_t>(slot_s[r]) * kv_stride + static_cast<int64_t>(kv_head) * hd;
   };
 
   float acc[G][kMaxVpt][V];
@@ -124,6 +127,12 @@ __global__ void __launch_bounds__(kThreads) AttentionDecodeKernel(DecodeParams<T
 
   for (int tile_start = begin; tile_start < end; tile_start += kTile) {
     const int tile_len = min(kTile, end - tile_start);
+    // The previous tile's readers of slot_s finished at its last barrier.
+    for (int r = tid; r < tile_len; r += kThreads) {
+      const int pos = tile_start + r;
+      slot_s[r] = block_table[pos / p.block_size] * p.block_size + pos % p.block_size;
+    }
+    __syncthreads();
 
     // Scores: a group of tpr threads per key row, for every head at once.
     // The loop count is the same for every thread, so the shuffles below
@@ -140,7 +149,7 @@ __global__ void __launch_bounds__(kThreads) AttentionDecodeKernel(DecodeParams<T
         for (int k = 0; k < kMaxVpt; ++k) {
           const int j = row_lane + k * tpr;
           if (r < tile_len && j < vectors_per_row) {
-            LoadVec<T>(row_of(p.k_pool, tile_start + r) + j * V, kv[u][k]);
+            LoadVec<T>(row_of(p.k_pool, r) + j * V, kv[u][k]);
           } else {
 #pragma unroll
             for (int e = 0; e < V; ++e) kv[u][k][e] = 0.0f;
@@ -215,7 +224,7 @@ __global__ void __launch_bounds__(kThreads) AttentionDecodeKernel(DecodeParams<T
     }
 #pragma unroll 2
     for (int r = row; r < tile_len; r += rows_per_pass) {
-      const T* v_row = row_of(p.v_pool, tile_start + r);
+      const T* v_row = row_of(p.v_pool, r);
 #pragma unroll
       for (int k = 0; k < kMaxVpt; ++k) {
         const int j = row_lane + k * tpr;
@@ -295,7 +304,8 @@ __global__ void __launch_bounds__(kThreads) MergeSplitsKernel(DecodeParams<T> p)
 
 size_t DecodeSharedBytes(int heads, int head_dim) {
   return sizeof(float) * (static_cast<size_t>(heads) * head_dim + static_cast<size_t>(heads) * kTile +
-                          3 * kMaxHeadsPerCta + static_cast<size_t>(kWarps) * heads * head_dim);
+                          3 * kMaxHeadsPerCta + static_cast<size_t>(kWarps) * heads * head_dim) +
+         sizeof(int) * kTile;
 }
 
 }  // namespace

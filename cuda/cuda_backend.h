@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -22,17 +23,25 @@ struct CudaBackendOptions {
   // "bfloat16" | "float16" | "float32" (float32 matches the CPU backend
   // closely, for exactness tests). Matrix products accumulate in fp32.
   std::string dtype = "bfloat16";
-  // Fraction of the device memory still free after weights and activation
-  // workspace that the KV pools take (when kv.num_blocks is 0).
+  // Fraction of the device memory still free after weights, activations,
+  // cuBLAS workspace and the runtime reserve (CUDA graphs, cuBLAS's own
+  // allocations) that the KV pools take (when kv.num_blocks is 0); in
+  // (0, 0.95], so the device keeps room for the allocations nobody counts.
   double gpu_memory_utilization = 0.9;
   KvCacheConfig kv;  // kv.num_blocks 0 = sized from gpu_memory_utilization
   // The largest step Forward accepts: tokens and sequences per batch.
   int max_num_batched_tokens = 2048;
   int max_num_seqs = 256;
-  // Capture pure-decode steps as CUDA graphs (batch sizes 1, 2, 4, ... 256).
+  // Capture pure-decode steps as CUDA graphs at start-up, one per batch-size
+  // bucket up to max_num_seqs (cuda_graphs.h).
   bool cuda_graphs = true;
   int device = 0;
+  // Start-up lines (the memory split, the graphs' capture time); stderr when
+  // unset. The server passes its logger.
+  std::function<void(const std::string&)> log;
 };
+
+inline constexpr double kMaxGpuMemoryUtilization = 0.95;
 
 // Whether a usable CUDA device is present; if not, `why` says why in one line.
 bool CudaDeviceAvailable(std::string* why);

@@ -22,7 +22,7 @@ int64_t RoundUp(int64_t bytes) { return (bytes + kAlignment - 1) / kAlignment * 
 // Byte offsets of every device tensor in the one allocation.
 struct DeviceLayout {
   struct Layer {
-    int64_t rms_att, wqkv, wo, rms_ffn, w13, w2;
+    int64_t rms_att, wqkv, bqkv = -1, q_norm = -1, k_norm = -1, wo, rms_ffn, w13, w2;
   };
   int64_t token_embedding = 0;
   std::vector<Layer> layers;
@@ -32,7 +32,7 @@ struct DeviceLayout {
 
   DeviceLayout(const ModelConfig& c, Dtype dtype) {
     const int64_t es = static_cast<int64_t>(DtypeSize(dtype));
-    const int64_t d = c.dim, kv = c.kv_dim(), h = c.hidden_dim, v = c.vocab_size;
+    const int64_t d = c.dim, q = c.q_dim(), kv = c.kv_dim(), h = c.hidden_dim, v = c.vocab_size;
     auto take = [this](int64_t bytes) {
       const int64_t offset = total;
       total += RoundUp(bytes);
@@ -42,8 +42,13 @@ struct DeviceLayout {
     for (int i = 0; i < c.n_layers; ++i) {
       Layer layer;
       layer.rms_att = take(d * 4);
-      layer.wqkv = take((d + 2 * kv) * d * es);
-      layer.wo = take(d * d * es);
+      layer.wqkv = take((q + 2 * kv) * d * es);
+      if (c.attention_bias) layer.bqkv = take((q + 2 * kv) * 4);
+      if (c.qk_norm) {
+        layer.q_norm = take(int64_t{c.head_dim()} * 4);
+        layer.k_norm = take(int64_t{c.head_dim()} * 4);
+      }
+      layer.wo = take(d * q * es);
       layer.rms_ffn = take(d * 4);
       layer.w13 = take(2 * h * d * es);
       layer.w2 = take(d * h * es);
@@ -54,10 +59,20 @@ struct DeviceLayout {
   }
 };
 
+StoredType StoredTypeOf(WeightType t) {
+  switch (t) {
+    case WeightType::kF32: return StoredType::kF32;
+    case WeightType::kF16: return StoredType::kF16;
+    case WeightType::kBF16: return StoredType::kBF16;
+    case WeightType::kQ8_0: return StoredType::kQ8_0;
+  }
+  return StoredType::kF32;
+}
+
 }  // namespace
 
 HostWeightLayout HostWeightLayout::For(const ModelConfig& c) {
-  const int64_t d = c.dim, h = c.hidden_dim, l = c.n_layers, v = c.vocab_size, kv = c.kv_dim();
+  const int64_t d = c.dim, q = c.q_dim(), h = c.hidden_dim, l = c.n_layers, v = c.vocab_size, kv = c.kv_dim();
   HostWeightLayout layout;
   int64_t offset = 0;
   auto take = [&offset](int64_t n) {
@@ -67,10 +82,10 @@ HostWeightLayout HostWeightLayout::For(const ModelConfig& c) {
   };
   layout.token_embedding = take(v * d);
   layout.rms_att = take(l * d);
-  layout.wq = take(l * d * d);
+  layout.wq = take(l * q * d);
   layout.wk = take(l * kv * d);
   layout.wv = take(l * kv * d);
-  layout.wo = take(l * d * d);
+  layout.wo = take(l * d * q);
   layout.rms_ffn = take(l * d);
   layout.w1 = take(l * h * d);
   layout.w2 = take(l * d * h);
@@ -89,7 +104,8 @@ DeviceWeights::~DeviceWeights() {
   if (allocation_ != nullptr) cudaFree(allocation_);
 }
 
-absl::Status DeviceWeights::Allocate(std::vector<Piece>* pieces) {
+absl::Status DeviceWeights::Allocate(const ModelWeights* host_weights, std::vector<Piece>* pieces) {
+  using Kind = Piece::Kind;
   const ModelConfig& c = config_;
   const DeviceLayout device(c, dtype_);
   const HostWeightLayout host = HostWeightLayout::For(c);
@@ -104,35 +120,67 @@ absl::Status DeviceWeights::Allocate(std::vector<Piece>* pieces) {
   bytes_ = device.total;
   char* base = static_cast<char*>(allocation_);
   const int64_t es = static_cast<int64_t>(DtypeSize(dtype_));
-  const int64_t d = c.dim, kv = c.kv_dim(), h = c.hidden_dim, v = c.vocab_size;
+  const int64_t d = c.dim, q = c.q_dim(), kv = c.kv_dim(), h = c.hidden_dim, v = c.vocab_size, hd = c.head_dim();
+  // The host tensor of a piece, when uploading.
+  auto tensor = [host_weights](auto member) { return host_weights != nullptr ? member(*host_weights) : Tensor{}; };
 
   token_embedding_ = base + device.token_embedding;
-  pieces->push_back({base + device.token_embedding, false, host.token_embedding, v * d});
+  pieces->push_back({base + device.token_embedding, Kind::kMatrix, host.token_embedding, v * d,
+                     tensor([](const ModelWeights& w) { return w.token_embedding; })});
   layers_.resize(static_cast<size_t>(c.n_layers));
   for (int i = 0; i < c.n_layers; ++i) {
     const DeviceLayout::Layer& dl = device.layers[static_cast<size_t>(i)];
     DeviceLayerWeights& lw = layers_[static_cast<size_t>(i)];
+    const auto layer = [i](auto field) {
+      return [i, field](const ModelWeights& w) { return field(w.layers[static_cast<size_t>(i)]); };
+    };
     lw.rms_att = reinterpret_cast<const float*>(base + dl.rms_att);
     lw.wqkv = base + dl.wqkv;
     lw.wo = base + dl.wo;
     lw.rms_ffn = reinterpret_cast<const float*>(base + dl.rms_ffn);
     lw.w13 = base + dl.w13;
     lw.w2 = base + dl.w2;
-    pieces->push_back({base + dl.rms_att, true, host.rms_att + i * d, d});
-    pieces->push_back({base + dl.wqkv, false, host.wq + i * d * d, d * d});
-    pieces->push_back({base + dl.wqkv + d * d * es, false, host.wk + i * kv * d, kv * d});
-    pieces->push_back({base + dl.wqkv + (d + kv) * d * es, false, host.wv + i * kv * d, kv * d});
-    pieces->push_back({base + dl.wo, false, host.wo + i * d * d, d * d});
-    pieces->push_back({base + dl.rms_ffn, true, host.rms_ffn + i * d, d});
-    pieces->push_back({base + dl.w13, false, host.w1 + i * h * d, h * d});
-    pieces->push_back({base + dl.w13 + h * d * es, false, host.w3 + i * h * d, h * d});
-    pieces->push_back({base + dl.w2, false, host.w2 + i * d * h, d * h});
+    pieces->push_back({base + dl.rms_att, Kind::kNorm, host.rms_att + i * d, d,
+                       tensor(layer([](const LayerWeights& l) { return l.rms_att; }))});
+    pieces->push_back({base + dl.wqkv, Kind::kMatrix, host.wq + i * q * d, q * d,
+                       tensor(layer([](const LayerWeights& l) { return l.wq; }))});
+    pieces->push_back({base + dl.wqkv + q * d * es, Kind::kMatrix, host.wk + i * kv * d, kv * d,
+                       tensor(layer([](const LayerWeights& l) { return l.wk; }))});
+    pieces->push_back({base + dl.wqkv + (q + kv) * d * es, Kind::kMatrix, host.wv + i * kv * d, kv * d,
+                       tensor(layer([](const LayerWeights& l) { return l.wv; }))});
+    if (dl.bqkv >= 0) {
+      float* b = reinterpret_cast<float*>(base + dl.bqkv);
+      lw.bqkv = b;
+      pieces->push_back({b, Kind::kBias, 0, q, tensor(layer([](const LayerWeights& l) { return l.bq; }))});
+      pieces->push_back({b + q, Kind::kBias, 0, kv, tensor(layer([](const LayerWeights& l) { return l.bk; }))});
+      pieces->push_back({b + q + kv, Kind::kBias, 0, kv, tensor(layer([](const LayerWeights& l) { return l.bv; }))});
+    }
+    if (dl.q_norm >= 0) {
+      lw.q_norm = reinterpret_cast<const float*>(base + dl.q_norm);
+      lw.k_norm = reinterpret_cast<const float*>(base + dl.k_norm);
+      pieces->push_back({base + dl.q_norm, Kind::kNorm, 0, hd,
+                         tensor(layer([](const LayerWeights& l) { return l.q_norm; }))});
+      pieces->push_back({base + dl.k_norm, Kind::kNorm, 0, hd,
+                         tensor(layer([](const LayerWeights& l) { return l.k_norm; }))});
+    }
+    pieces->push_back({base + dl.wo, Kind::kMatrix, host.wo + i * d * q, d * q,
+                       tensor(layer([](const LayerWeights& l) { return l.wo; }))});
+    pieces->push_back({base + dl.rms_ffn, Kind::kNorm, host.rms_ffn + i * d, d,
+                       tensor(layer([](const LayerWeights& l) { return l.rms_ffn; }))});
+    pieces->push_back({base + dl.w13, Kind::kMatrix, host.w1 + i * h * d, h * d,
+                       tensor(layer([](const LayerWeights& l) { return l.w1; }))});
+    pieces->push_back({base + dl.w13 + h * d * es, Kind::kMatrix, host.w3 + i * h * d, h * d,
+                       tensor(layer([](const LayerWeights& l) { return l.w3; }))});
+    pieces->push_back({base + dl.w2, Kind::kMatrix, host.w2 + i * d * h, d * h,
+                       tensor(layer([](const LayerWeights& l) { return l.w2; }))});
   }
   rms_final_ = reinterpret_cast<const float*>(base + device.rms_final);
-  pieces->push_back({base + device.rms_final, true, host.rms_final, d});
+  pieces->push_back({base + device.rms_final, Kind::kNorm, host.rms_final, d,
+                     tensor([](const ModelWeights& w) { return w.rms_final; })});
   if (device.wcls >= 0) {
     wcls_ = base + device.wcls;
-    pieces->push_back({base + device.wcls, false, host.wcls, v * d});
+    pieces->push_back({base + device.wcls, Kind::kMatrix, host.wcls, v * d,
+                       tensor([](const ModelWeights& w) { return w.wcls; })});
   } else {
     wcls_ = token_embedding_;
   }
@@ -141,20 +189,33 @@ absl::Status DeviceWeights::Allocate(std::vector<Piece>* pieces) {
 
 absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Upload(const ModelWeights& weights, Dtype dtype,
                                                                      cudaStream_t stream) {
-  if (weights.f32_storage() == nullptr ||
-      static_cast<int64_t>(weights.f32_storage_size()) != HostWeightLayout::For(weights.config).total) {
-    return absl::UnimplementedError(absl::StrCat("CUDA backend: ", weights.config.name,
-                                                 ": uploads only fp32 weights in llama2.c layout"));
-  }
   std::unique_ptr<DeviceWeights> w(new DeviceWeights(weights.config, dtype));
   std::vector<Piece> pieces;
-  INFERD_RETURN_IF_ERROR(w->Allocate(&pieces));
+  INFERD_RETURN_IF_ERROR(w->Allocate(&weights, &pieces));
+  for (const Piece& piece : pieces) {
+    const Tensor& t = piece.tensor;
+    if (t.empty() || t.rows * t.cols != piece.count) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "CUDA backend: ", weights.config.name, ": a weight tensor is missing or has ", t.rows * t.cols,
+          " elements where the config implies ", piece.count));
+    }
+    if (piece.kind != Piece::Kind::kMatrix && t.type != WeightType::kF32) {
+      return absl::InvalidArgumentError(absl::StrCat("CUDA backend: ", weights.config.name,
+                                                     ": a norm or bias tensor is not float32"));
+    }
+    if (t.type == WeightType::kQ8_0 && t.cols % kQ8_0Block != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("CUDA backend: ", weights.config.name,
+                                                     ": a Q8_0 tensor's rows are not whole blocks"));
+    }
+  }
 
-  // Two pinned staging buffers (and two device fp32 buffers when converting),
-  // so copying one chunk on the host overlaps the transfer of the other.
-  constexpr int64_t kChunk = int64_t{8} << 20;  // floats
-  float* pinned[2] = {nullptr, nullptr};
-  float* staging[2] = {nullptr, nullptr};
+  // Two pinned staging buffers and two device staging buffers, so copying
+  // one chunk on the host overlaps the transfer and conversion of the other.
+  // A chunk is whole Q8_0 blocks, so a Q8_0 tensor splits between blocks.
+  constexpr int64_t kChunkElements = int64_t{8} << 20;
+  constexpr size_t kChunkBytes = static_cast<size_t>(kChunkElements) * 4;
+  void* pinned[2] = {nullptr, nullptr};
+  void* staging[2] = {nullptr, nullptr};
   cudaEvent_t done[2] = {nullptr, nullptr};
   auto release = [&] {
     for (int i = 0; i < 2; ++i) {
@@ -165,27 +226,29 @@ absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Upload(const Model
   };
   absl::Status status = [&]() -> absl::Status {
     for (int i = 0; i < 2; ++i) {
-      INFERD_CUDA_RETURN_IF_ERROR(cudaMallocHost(&pinned[i], kChunk * sizeof(float)));
-      if (dtype != Dtype::kFloat32) INFERD_CUDA_RETURN_IF_ERROR(cudaMalloc(&staging[i], kChunk * sizeof(float)));
+      INFERD_CUDA_RETURN_IF_ERROR(cudaMallocHost(&pinned[i], kChunkBytes));
+      INFERD_CUDA_RETURN_IF_ERROR(cudaMalloc(&staging[i], kChunkBytes));
       INFERD_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&done[i], cudaEventDisableTiming));
     }
-    const float* host = weights.f32_storage();
     int buf = 0;
     for (const Piece& piece : pieces) {
-      const bool as_fp32 = piece.fp32 || dtype == Dtype::kFloat32;
-      const int64_t element_size = as_fp32 ? 4 : static_cast<int64_t>(DtypeSize(dtype));
-      for (int64_t done_count = 0; done_count < piece.count; done_count += kChunk) {
-        const int64_t n = std::min(kChunk, piece.count - done_count);
+      const Tensor& t = piece.tensor;
+      const bool keep_fp32 = piece.kind != Piece::Kind::kMatrix;
+      const Dtype target = keep_fp32 ? Dtype::kFloat32 : dtype;
+      const int64_t target_size = static_cast<int64_t>(DtypeSize(target));
+      for (int64_t first = 0; first < piece.count; first += kChunkElements) {
+        const int64_t n = std::min(kChunkElements, piece.count - first);
+        const size_t src_offset = RowBytes(t.type, first);
+        const size_t src_bytes = RowBytes(t.type, n);
         INFERD_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(done[buf]));
-        std::memcpy(pinned[buf], host + piece.source + done_count, static_cast<size_t>(n) * sizeof(float));
-        char* dst = static_cast<char*>(piece.dst) + done_count * element_size;
-        if (as_fp32) {
-          INFERD_CUDA_RETURN_IF_ERROR(
-              cudaMemcpyAsync(dst, pinned[buf], n * sizeof(float), cudaMemcpyHostToDevice, stream));
+        std::memcpy(pinned[buf], static_cast<const char*>(t.data) + src_offset, src_bytes);
+        char* dst = static_cast<char*>(piece.dst) + first * target_size;
+        if (t.type == WeightType::kF32 && target == Dtype::kFloat32) {
+          INFERD_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst, pinned[buf], src_bytes, cudaMemcpyHostToDevice, stream));
         } else {
           INFERD_CUDA_RETURN_IF_ERROR(
-              cudaMemcpyAsync(staging[buf], pinned[buf], n * sizeof(float), cudaMemcpyHostToDevice, stream));
-          INFERD_CUDA_RETURN_IF_ERROR(LaunchConvertFromFloat(dtype, staging[buf], n, dst, stream));
+              cudaMemcpyAsync(staging[buf], pinned[buf], src_bytes, cudaMemcpyHostToDevice, stream));
+          INFERD_CUDA_RETURN_IF_ERROR(LaunchConvertWeights(StoredTypeOf(t.type), staging[buf], n, target, dst, stream));
         }
         INFERD_CUDA_RETURN_IF_ERROR(cudaEventRecord(done[buf], stream));
         buf ^= 1;
@@ -203,7 +266,7 @@ absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::GenerateDummy(cons
                                                                             Dtype dtype, cudaStream_t stream) {
   std::unique_ptr<DeviceWeights> w(new DeviceWeights(config, dtype));
   std::vector<Piece> pieces;
-  INFERD_RETURN_IF_ERROR(w->Allocate(&pieces));
+  INFERD_RETURN_IF_ERROR(w->Allocate(nullptr, &pieces));
 
   std::vector<float> host_tables(static_cast<size_t>(3 * kDummyTableSize));
   float* radius = host_tables.data();
@@ -220,9 +283,10 @@ absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::GenerateDummy(cons
     const float* d_sine = d_cosine + kDummyTableSize;
     const uint64_t key = DummyKey(seed);
     for (const Piece& piece : pieces) {
-      if (piece.fp32) {
-        // Norm weights are 1, as MakeDummyWeights sets them.
-        INFERD_CUDA_RETURN_IF_ERROR(LaunchFillFloat(static_cast<float*>(piece.dst), piece.count, 1.0f, stream));
+      if (piece.kind != Piece::Kind::kMatrix) {
+        // Norm weights are 1, as MakeDummyWeights sets them; biases 0.
+        const float value = piece.kind == Piece::Kind::kNorm ? 1.0f : 0.0f;
+        INFERD_CUDA_RETURN_IF_ERROR(LaunchFillFloat(static_cast<float*>(piece.dst), piece.count, value, stream));
       } else {
         INFERD_CUDA_RETURN_IF_ERROR(LaunchDummyFill(dtype, piece.dst, piece.count, key, piece.source, d_radius,
                                                     d_cosine, d_sine, stream));

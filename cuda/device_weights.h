@@ -1,7 +1,10 @@
 // The model's weights in device memory, in the serving dtype, laid out for
 // the forward pass: per layer the query/key/value matrices stacked into one
-// [dim + 2 kv_dim][dim] matrix and the gate/up matrices into one
-// [2 hidden][dim] matrix, so each is a single GEMM. Norm weights stay fp32.
+// [q_dim + 2 kv_dim][dim] matrix and the gate/up matrices into one
+// [2 hidden][dim] matrix, so each is a single GEMM. Norm weights, q/k/v
+// biases (one [q_dim + 2 kv_dim] vector) and q/k norms stay fp32. Host
+// tensors travel as stored (F32, F16, BF16, Q8_0) and are converted on the
+// device.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -40,8 +43,11 @@ struct HostWeightLayout {
 
 struct DeviceLayerWeights {
   const float* rms_att = nullptr;  // [dim]
-  const void* wqkv = nullptr;      // [dim + 2 kv_dim][dim]
-  const void* wo = nullptr;        // [dim][dim]
+  const void* wqkv = nullptr;      // [q_dim + 2 kv_dim][dim]
+  const float* bqkv = nullptr;     // [q_dim + 2 kv_dim]; only with attention_bias
+  const float* q_norm = nullptr;   // [head_dim]; only with qk_norm
+  const float* k_norm = nullptr;   // [head_dim]; only with qk_norm
+  const void* wo = nullptr;        // [dim][q_dim]
   const float* rms_ffn = nullptr;  // [dim]
   const void* w13 = nullptr;       // [2 hidden][dim]: gate rows, then up rows
   const void* w2 = nullptr;        // [dim][hidden]
@@ -49,8 +55,8 @@ struct DeviceLayerWeights {
 
 class DeviceWeights {
  public:
-  // Converts `weights` to `dtype` on the way up, in chunks through pinned
-  // staging buffers.
+  // Sends each tensor as stored, in chunks through pinned staging buffers,
+  // and converts it to `dtype` (norms and biases: fp32) on the device.
   static absl::StatusOr<std::unique_ptr<DeviceWeights>> Upload(const ModelWeights& weights, Dtype dtype,
                                                                cudaStream_t stream);
   // MakeDummyWeights(config, seed), generated on the device.
@@ -71,16 +77,23 @@ class DeviceWeights {
   const DeviceLayerWeights& layer(int i) const { return layers_[static_cast<size_t>(i)]; }
 
  private:
-  // One contiguous run of a host tensor and where it goes on the device.
+  // One host tensor and where it goes on the device.
   struct Piece {
+    enum class Kind {
+      kMatrix,  // in the serving dtype
+      kNorm,    // fp32 (1 in dummy weights)
+      kBias,    // fp32 (0 in dummy weights)
+    };
     void* dst = nullptr;
-    bool fp32 = false;       // norm weights: kept in fp32 (and 1 in dummy weights)
-    int64_t source = 0;      // element offset in the host storage
+    Kind kind = Kind::kMatrix;
+    int64_t source = 0;  // dummy weights: element offset in the llama2.c-order storage
     int64_t count = 0;
+    Tensor tensor;       // upload: the host tensor (count elements)
   };
 
   DeviceWeights(const ModelConfig& config, Dtype dtype) : config_(config), dtype_(dtype) {}
-  absl::Status Allocate(std::vector<Piece>* pieces);
+  // Lays out the device tensors; with `host`, each piece names its tensor.
+  absl::Status Allocate(const ModelWeights* host, std::vector<Piece>* pieces);
 
   ModelConfig config_;
   Dtype dtype_;

@@ -7,9 +7,6 @@
 namespace inferd::cuda {
 namespace {
 
-// cuBLAS's recommendation for Hopper; plenty for Ampere.
-constexpr size_t kWorkspaceBytes = size_t{32} << 20;
-
 cudaDataType_t CudaType(Dtype dtype) {
   switch (dtype) {
     case Dtype::kFloat32: return CUDA_R_32F;

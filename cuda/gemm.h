@@ -16,6 +16,9 @@ namespace inferd::cuda {
 
 class CublasGemm {
  public:
+  // cuBLAS's recommendation for Hopper; plenty for Ampere.
+  static constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+
   // Binds a handle to `stream` with a fixed workspace, so that products can
   // be captured into CUDA graphs.
   static absl::StatusOr<std::unique_ptr<CublasGemm>> Create(Dtype dtype, cudaStream_t stream);

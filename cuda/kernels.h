@@ -34,6 +34,14 @@ cudaError_t LaunchRope(Dtype dtype, void* qkv, int row_stride, const int* positi
                        int n_kv_heads, int head_dim, const float* cos_table, const float* sin_table, RopeStyle style,
                        cudaStream_t stream);
 
+// qkv_prologue.cu: per (token, head) of the qkv rows ([q | k | v] heads of
+// head_dim), before RoPE: += bias ([q_dim + 2 kv_dim] fp32, when not null),
+// then RMSNorm of each query head with q_norm and each key head with k_norm
+// ([head_dim] fp32, when not null). head_dim <= 256.
+cudaError_t LaunchQkvPrologue(Dtype dtype, void* qkv, int row_stride, int num_tokens, int n_heads, int n_kv_heads,
+                              int head_dim, const float* bias, const float* q_norm, const float* k_norm, float eps,
+                              cudaStream_t stream);
+
 // kv_append.cu: copies each token's K and V (at k_offset, v_offset of its qkv
 // row) into slot slot_mapping[t] of this layer's pools
 // ([slots][kv_dim], i.e. [num_blocks][block_size][n_kv_heads][head_dim]).
@@ -49,6 +57,14 @@ cudaError_t LaunchSiluAndMul(Dtype dtype, const void* gate_up, int num_tokens, i
 // for t = row_tokens[r] (the last new token of each sequence wanting logits).
 cudaError_t LaunchGatherFinalNorm(Dtype dtype, const float* x, const float* delta, const int* row_tokens, int rows,
                                   int dim, const float* weight, float eps, void* out, cudaStream_t stream);
+
+// logit_candidates.cu: for each of `rows` rows of `vocab` fp32 logits, its k
+// largest (ids and logits, descending, ties lower id first; NaN as -inf)
+// into ids/values[row][kMaxCandidates], and its log-sum-exp into
+// logsumexp[row]. k in [1, min(kMaxCandidates, vocab)].
+inline constexpr int kMaxCandidates = 64;  // == engine's kMaxLogitCandidates
+cudaError_t LaunchLogitCandidates(const float* logits, int rows, int vocab, int k, int* ids, float* values,
+                                  float* logsumexp, cudaStream_t stream);
 
 // Where attention finds a step's sequences (device arrays of the step's
 // metadata; see step_inputs.h).
@@ -94,6 +110,15 @@ cudaError_t PrepareAttentionPrefill(Dtype dtype, const AttentionShape& shape);
 
 // convert.cu: dst[i] = dtype(src[i]).
 cudaError_t LaunchConvertFromFloat(Dtype dtype, const float* src, int64_t count, void* dst, cudaStream_t stream);
+// How a host tensor is stored (engine/model/model_weights.h WeightType,
+// without its headers: device code includes no absl).
+enum class StoredType { kF32, kF16, kBF16, kQ8_0 };
+inline constexpr int kQ8_0Block = 32;       // elements per Q8_0 block
+inline constexpr int kQ8_0BlockBytes = 34;  // {fp16 scale; int8 q[32]}
+// dst[i] = dtype(element i of `src`, a tensor stored as `type`): F32, F16,
+// BF16, or Q8_0 blocks (count a multiple of 32), widened in fp32.
+cudaError_t LaunchConvertWeights(StoredType type, const void* src, int64_t count, Dtype dtype, void* dst,
+                                 cudaStream_t stream);
 // dst[i] = value (fp32).
 cudaError_t LaunchFillFloat(float* dst, int64_t count, float value, cudaStream_t stream);
 // dst[i] = dtype(DummyValue(key, first_index + i, ...)) (dummy_generator.h).

@@ -219,7 +219,7 @@ void Engine::Step() {
     }
   }
   BuildBatch(scheduled);
-  const absl::Status status = backend_->Forward(batch_, absl::MakeSpan(logits_));
+  const absl::Status status = backend_->ForwardCandidates(batch_, absl::MakeSpan(logits_), absl::MakeSpan(candidates_));
   if (!status.ok()) {
     // A backend error is a bug or a device failure: end what ran in it.
     for (const ScheduledSequence& s : scheduled.scheduled) {
@@ -248,32 +248,77 @@ void Engine::Step() {
   }
 }
 
+namespace {
+
+// Ids that cannot be drawn yet: before min_tokens, every token that would end the request.
+bool IsMasked(const ModelConfig& model, const StoppingCriteria& stopping, int num_output, int token) {
+  if (num_output >= stopping.min_tokens) return false;
+  return (!stopping.ignore_eos && model.IsEos(token)) ||
+         std::find(stopping.stop_token_ids.begin(), stopping.stop_token_ids.end(), token) !=
+             stopping.stop_token_ids.end();
+}
+
+// A greedy request without penalties or logprobs needs only its row's best
+// candidates (one, plus one per id masked before min_tokens), which a device
+// backend selects without copying the row; 0: it needs the whole row.
+int CandidatesNeeded(const ModelConfig& model, const Sequence& sequence) {
+  const Request& r = sequence.request;
+  const SamplingParams& p = r.sampling;
+  if (!p.IsGreedy() || r.logprobs > 0 || p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f ||
+      p.frequency_penalty != 0.0f) {
+    return 0;
+  }
+  int k = 1;
+  if (sequence.num_output() < r.stopping.min_tokens) {
+    k += static_cast<int>(model.eos_token_ids.size() + r.stopping.stop_token_ids.size());
+  }
+  return k <= kMaxLogitCandidates ? k : 0;
+}
+
+}  // namespace
+
 void Engine::BuildBatch(const SchedulerOutput& scheduled) {
+  const ModelConfig& model = backend_->config();
   batch_.Clear();
   for (const ScheduledSequence& s : scheduled.scheduled) {
     const Sequence& sequence = *s.sequence;
     batch_.AddSequence(absl::MakeConstSpan(sequence.tokens.data() + sequence.num_computed, s.num_new_tokens),
-                       sequence.num_computed + s.num_new_tokens, sequence.block_table, s.need_logits);
+                       sequence.num_computed + s.num_new_tokens, sequence.block_table, s.need_logits,
+                       s.need_logits ? CandidatesNeeded(model, sequence) : 0);
   }
-  const size_t needed = static_cast<size_t>(batch_.num_logit_rows()) * backend_->config().vocab_size;
+  const size_t needed = static_cast<size_t>(batch_.num_full_logit_rows()) * model.vocab_size;
   if (logits_.size() < needed) logits_.resize(needed);
+  candidates_.resize(static_cast<size_t>(batch_.num_candidate_rows()));
 }
 
 void Engine::SampleAndUpdate(const SchedulerOutput& scheduled) {
   const ModelConfig& model = backend_->config();
   const absl::Time now = absl::Now();
-  int row = 0;
-  for (const ScheduledSequence& s : scheduled.scheduled) {
+  int row = 0, candidate_row = 0;
+  for (size_t i = 0; i < scheduled.scheduled.size(); ++i) {
+    const ScheduledSequence& s = scheduled.scheduled[i];
     if (!s.need_logits) continue;
     Sequence* sequence = s.sequence;
-    const absl::Span<float> logits(&logits_[static_cast<size_t>(row++) * model.vocab_size], model.vocab_size);
     const StoppingCriteria& stopping = sequence->request.stopping;
     const int num_output = sequence->num_output();
     const bool can_stop = num_output >= stopping.min_tokens;
     const auto is_end_token = [&](int token) {
       return !stopping.ignore_eos && model.IsEos(token);
     };
-    if (!can_stop) {
+    int token = -1;
+    if (batch_.sequences[i].logits_top_k > 0) {
+      // Greedy from candidates: the best id not masked, as the argmax of the
+      // masked row (candidates are ordered, ties lowest id first).
+      const LogitCandidates& c = candidates_[static_cast<size_t>(candidate_row++)];
+      for (int j = 0; j < c.k && token < 0; ++j) {
+        if (!IsMasked(model, stopping, num_output, c.ids[j])) token = c.ids[j];
+      }
+      if (token < 0) token = c.ids[0];  // more ids masked than candidates: cannot happen by CandidatesNeeded
+    }
+    const absl::Span<float> logits =
+        token >= 0 ? absl::Span<float>()
+                   : absl::Span<float>(&logits_[static_cast<size_t>(row++) * model.vocab_size], model.vocab_size);
+    if (token < 0 && !can_stop) {
       // Before min_tokens, no token that would end the request can be drawn.
       for (int id : model.eos_token_ids) {
         if (is_end_token(id)) logits[id] = -INFINITY;
@@ -282,8 +327,10 @@ void Engine::SampleAndUpdate(const SchedulerOutput& scheduled) {
         if (id >= 0 && id < model.vocab_size) logits[id] = -INFINITY;
       }
     }
-    const int token = SampleToken(logits, sequence->request.sampling, sequence->seed, num_output, sequence->prompt(),
-                                  sequence->output(), &sampler_scratch_);
+    if (token < 0) {
+      token = SampleToken(logits, sequence->request.sampling, sequence->seed, num_output, sequence->prompt(),
+                          sequence->output(), &sampler_scratch_);
+    }
     if (sequence->timing.first_token == absl::InfinitePast()) sequence->timing.first_token = now;
 
     // Every sampled token is part of the output (the EOS or stop token that

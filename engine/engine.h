@@ -142,7 +142,8 @@ class Engine {
   Scheduler scheduler_;
   absl::flat_hash_map<std::string, std::unique_ptr<Sequence>> sequences_;
   StepBatch batch_;
-  std::vector<float> logits_;
+  std::vector<float> logits_;                 // rows wanted whole
+  std::vector<LogitCandidates> candidates_;   // rows of greedy requests (Backend::ForwardCandidates)
   SamplerScratch sampler_scratch_;
   int64_t num_preemptions_ = 0;
   int64_t num_steps_ = 0;

@@ -2,13 +2,14 @@
 
 #include <algorithm>
 
-#include <dlfcn.h>
 #include <unistd.h>
 
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
 #include "cuda/cuda_plugin.h"
+#include "server/cuda_plugin_loader.h"
 #include "engine/cpu/cpu_backend.h"
 #include "server/memory_budget.h"
 
@@ -60,22 +61,7 @@ absl::StatusOr<const CudaPluginApi*> CudaPlugin() {
       std::error_code error;
       path = (std::filesystem::read_symlink("/proc/self/exe", error).parent_path() / kCudaPluginFile).string();
     }
-    if (!std::filesystem::exists(path)) {
-      return new absl::StatusOr<const CudaPluginApi*>(absl::UnavailableError(
-          absl::StrCat("inferd was built without CUDA (no ", path, ")")));
-    }
-    void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (handle == nullptr) {
-      return new absl::StatusOr<const CudaPluginApi*>(
-          absl::UnavailableError(absl::StrCat("cannot load the CUDA backend: ", dlerror())));
-    }
-    auto entry = reinterpret_cast<const CudaPluginApi* (*)()>(dlsym(handle, kCudaPluginEntry));
-    const CudaPluginApi* api = entry != nullptr ? entry() : nullptr;
-    if (api == nullptr || api->version != kCudaPluginVersion) {
-      return new absl::StatusOr<const CudaPluginApi*>(
-          absl::UnavailableError(absl::StrCat(path, ": not a CUDA backend plugin of this inferd version")));
-    }
-    return new absl::StatusOr<const CudaPluginApi*>(api);
+    return new absl::StatusOr<const CudaPluginApi*>(LoadCudaPlugin(path));
   }();
   return *plugin;
 }
@@ -92,11 +78,15 @@ bool CudaUsable(std::string* why) {
 absl::StatusOr<std::unique_ptr<Backend>> CreateCuda(std::shared_ptr<const ModelWeights> weights,
                                                     const BackendOptions& options) {
   CudaBackendOptions cuda;
-  cuda.dtype = options.dtype == "auto" ? "bfloat16" : options.dtype;
+  // auto: the weights' own 16-bit type (Q8_0 widens to bfloat16 at upload).
+  cuda.dtype = options.dtype != "auto"                  ? options.dtype
+               : weights->dtype == WeightType::kF16     ? "float16"
+                                                         : "bfloat16";
   cuda.gpu_memory_utilization = options.gpu_memory_utilization;
   cuda.kv = KvCacheConfig{.num_blocks = options.kv_cache_blocks, .block_size = options.block_size};
   cuda.max_num_batched_tokens = options.max_num_batched_tokens;
   cuda.max_num_seqs = options.max_num_seqs;
+  cuda.log = [](const std::string& line) { spdlog::info("{}", line); };
   absl::StatusOr<const CudaPluginApi*> plugin = CudaPlugin();
   if (!plugin.ok()) return plugin.status();
   return (*plugin)->create_backend(std::move(weights), cuda);

@@ -77,7 +77,7 @@ void AddGenerateFlags(CLI::App* app, GenerateOptions* o) {
       ->check(CLI::IsMember({"auto", "float32", "bfloat16", "float16"}));
   app->add_option("--gpu-memory-utilization", o->gpu_memory_utilization,
                   "CUDA: fraction of free GPU memory for the KV cache")
-      ->check(CLI::Range(0.01, 1.0));
+      ->check(CLI::Range(0.01, 0.95));
 }
 
 int RunGenerate(const GenerateOptions& options) {

@@ -72,7 +72,7 @@ const std::vector<KeySpec>& Table() {
        "compute backend: cpu, cuda, or auto (cuda when a GPU is usable)"},
       {"dtype", kEngine, StringKey{&C::dtype, {"auto", "float32", "bfloat16", "float16"}},
        "weights and KV-cache type: auto (float32 on the CPU, bfloat16 on CUDA), float32, bfloat16, float16"},
-      {"gpu_memory_utilization", kEngine, DoubleKey{&C::gpu_memory_utilization, 0, true, 1, "FRACTION"},
+      {"gpu_memory_utilization", kEngine, DoubleKey{&C::gpu_memory_utilization, 0, true, 0.95, "FRACTION"},
        "CUDA: fraction of free GPU memory the KV cache takes (when kv_cache_blocks is 0)"},
       {"kv_cache_blocks", kEngine, IntKey{&C::kv_cache_blocks, 0}, "KV-cache blocks (0: from kv_cache_memory_mb)"},
       {"kv_cache_memory_mb", kEngine, IntKey{&C::kv_cache_memory_mb, 1}, "KV-cache memory budget in MiB"},

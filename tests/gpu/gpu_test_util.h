@@ -77,6 +77,19 @@ inline double Tolerance(Dtype d) {
   return 0.0;
 }
 
+// Relative error bound of one output row (a head's vector, a token's row):
+// a single row carries no averaging, so the bound is looser than the pooled
+// one. fp32 is the 1e-4; in 16 bits, a row's own rounding (2^-11,
+// 2^-8 relative per element) and that of the probabilities dominate.
+inline double RowTolerance(Dtype d) {
+  switch (d) {
+    case Dtype::kFloat32: return 1e-4;
+    case Dtype::kFloat16: return 2e-3;
+    case Dtype::kBFloat16: return 1.6e-2;
+  }
+  return 0.0;
+}
+
 // The value `x` becomes when stored in `d` (round to nearest even).
 inline float RoundTo(Dtype d, float x) {
   switch (d) {

@@ -277,8 +277,12 @@ TEST(ServerConfigTest, OutOfRangeNamesKeyAndLimit) {
   EXPECT_TRUE(ServerConfigFromYaml("drain_timeout_seconds: 0\n", "r.yaml").ok());
   EXPECT_THAT(ErrorOf(ServerConfigFromYaml("backend: tpu\n", "r.yaml")),
               AllOf(HasSubstr("key 'backend'"), HasSubstr("'tpu' is not one of: cpu, cuda, auto")));
+  // At most 0.95: the device keeps room for what nobody counts (CUDA context, graphs, cuBLAS).
   EXPECT_THAT(ErrorOf(ServerConfigFromYaml("gpu_memory_utilization: 1.5\n", "r.yaml")),
-              AllOf(HasSubstr("gpu_memory_utilization"), HasSubstr("above the maximum 1")));
+              AllOf(HasSubstr("gpu_memory_utilization"), HasSubstr("above the maximum 0.95")));
+  EXPECT_THAT(ErrorOf(ServerConfigFromYaml("gpu_memory_utilization: 0.96\n", "r.yaml")),
+              HasSubstr("above the maximum 0.95"));
+  EXPECT_TRUE(ServerConfigFromYaml("gpu_memory_utilization: 0.95\n", "r.yaml").ok());
   EXPECT_THAT(ErrorOf(ServerConfigFromYaml("log_level: verbose\n", "r.yaml")),
               HasSubstr("not one of: debug, info, warning, error"));
   EXPECT_THAT(ErrorOf(ResolveArgs({"serve", "--max-num-seqs", "0"})),
