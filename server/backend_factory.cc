@@ -90,6 +90,10 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCuda(std::shared_ptr<const ModelW
 
 }  // namespace
 
+int64_t CpuKvPoolBytes(const std::string& backend, int kv_cache_memory_mb) {
+  return backend == "cpu" ? int64_t{kv_cache_memory_mb} << 20 : 0;
+}
+
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::shared_ptr<const ModelWeights> weights,
                                                        const BackendOptions& options) {
   if (options.backend == "cpu") return CreateCpu(std::move(weights), options);

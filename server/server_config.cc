@@ -63,6 +63,8 @@ const std::vector<KeySpec>& Table() {
   static const auto* const table = new std::vector<KeySpec>{
       {"model", kEngine, StringKey{&C::model}, "model directory or file (default: the bundled models/stories260K)"},
       {"tokenizer", kEngine, StringKey{&C::tokenizer}, "tokenizer file (default: beside the model)"},
+      {"max_model_len", kEngine, IntKey{&C::max_model_len, 0},
+       "served context in tokens, at most the model's (0: the model's max_position_embeddings / context_length)"},
       {"backend", kEngine, StringKey{&C::backend, {"cpu", "cuda", "auto"}},
        "compute backend: cpu, cuda, or auto (cuda when a GPU is usable)"},
       {"dtype", kEngine, StringKey{&C::dtype, {"auto", "float32", "bfloat16", "float16"}},
