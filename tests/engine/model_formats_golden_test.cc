@@ -40,23 +40,25 @@ std::vector<nlohmann::json> GoldenLines() {
 
 // Every golden prompt in one `inferd generate --prompts-file` run (the
 // engine batches them; greedy output does not depend on the batch).
-// Generates 256 - 1 tokens each: at least what run.c produced.
-struct Run {
+// 256 tokens each: at least what run.c produced (255 positions after BOS).
+struct GenerateRun {
   int exit_code;
   std::string output;
   std::vector<nlohmann::json> results;
 };
 
-Run GenerateAll(const std::string& model, const std::string& extra = "") {
+GenerateRun GenerateAll(const std::string& model, const std::string& extra = "") {
   const std::string prompts = ::testing::TempDir() + "/golden_prompts.txt";
   {
     std::ofstream out(prompts);
     for (const nlohmann::json& g : GoldenLines()) out << g["prompt"].get<std::string>() << "\n";
   }
-  const std::string command = std::string(INFERD_BINARY) + " generate --model " + ShellQuote(model) +
-                              " --prompts-file " + ShellQuote(prompts) + " --max-tokens 255 --temperature 0 " +
+  // One thread: a 260K-parameter model gains nothing from more, and on a
+  // busy machine OpenMP's spinning threads make it many times slower.
+  const std::string command = "OMP_NUM_THREADS=1 " + std::string(INFERD_BINARY) + " generate --model " + ShellQuote(model) +
+                              " --prompts-file " + ShellQuote(prompts) + " --max-tokens 256 --temperature 0 " +
                               extra + " 2>&1";
-  Run run{.exit_code = -1};
+  GenerateRun run{.exit_code = -1};
   const auto r = RunCommand(command);
   run.exit_code = r.exit_code;
   run.output = r.output;
@@ -71,7 +73,7 @@ Run GenerateAll(const std::string& model, const std::string& extra = "") {
 
 std::vector<int> Ids(const nlohmann::json& j) { return j.get<std::vector<int>>(); }
 
-void ExpectGolden(const Run& run) {
+void ExpectGolden(const GenerateRun& run) {
   ASSERT_EQ(run.exit_code, 0) << run.output;
   const auto golden = GoldenLines();
   ASSERT_EQ(run.results.size(), golden.size()) << run.output;
@@ -109,20 +111,20 @@ TEST(ExportedGoldenTest, GgufF32) { ExpectGolden(GenerateAll(ExportedStories260K
 
 // With the tokenizer.json the directory ships (derived from tok512's scores).
 TEST(ExportedGoldenTest, HfSingleFileOwnTokenizer) {
-  const Run run = GenerateAll(ExportedStories260K() + "/hf");
+  const GenerateRun run = GenerateAll(ExportedStories260K() + "/hf");
   if (run.output.find(kPendingTokenizer) != std::string::npos) GTEST_SKIP() << run.output;
   ExpectGolden(run);
 }
 
 TEST(ExportedGoldenTest, HfTwoShardsOwnTokenizer) {
-  const Run run = GenerateAll(ExportedStories260K() + "/hf-sharded");
+  const GenerateRun run = GenerateAll(ExportedStories260K() + "/hf-sharded");
   if (run.output.find(kPendingTokenizer) != std::string::npos) GTEST_SKIP() << run.output;
   ExpectGolden(run);
 }
 
 // Lower-precision weights stay close to the fp32 reference: the same first
 // token on every golden prompt, the same first 8 tokens on most.
-void ExpectClose(const Run& run) {
+void ExpectClose(const GenerateRun& run) {
   if (run.output.find(kPendingKernels) != std::string::npos) GTEST_SKIP() << run.output;
   ASSERT_EQ(run.exit_code, 0) << run.output;
   const auto golden = GoldenLines();
@@ -144,6 +146,19 @@ TEST(ExportedGoldenTest, HfBf16StaysClose) {
 }
 
 TEST(ExportedGoldenTest, GgufQ8_0StaysClose) { ExpectClose(GenerateAll(ExportedStories260K() + "/stories260K-q8_0.gguf")); }
+
+// --max-model-len lowers the served context below llama.context_length.
+TEST(MaxModelLenTest, GenerateServesTheLoweredContext) {
+  const std::string base = "OMP_NUM_THREADS=1 " + std::string(INFERD_BINARY) + " generate --model " +
+                           ShellQuote(ExportedStories260K() + "/stories260K-f32.gguf") +
+                           " --prompt 'Once upon a time' --temperature 0 --ignore-eos --max-model-len 16";
+  auto fits = RunCommand(base + " --max-tokens 11 2>&1");
+  ASSERT_EQ(fits.exit_code, 0) << fits.output;
+  EXPECT_EQ(nlohmann::json::parse(fits.output)["output_ids"].size(), 11u);
+  auto too_long = RunCommand(base + " --max-tokens 12 2>&1");
+  EXPECT_EQ(too_long.exit_code, 1);
+  EXPECT_NE(too_long.output.find("exceeds the model's context of 16 tokens"), std::string::npos) << too_long.output;
+}
 
 }  // namespace
 }  // namespace inferd
