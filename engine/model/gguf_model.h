@@ -6,6 +6,9 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+
+#include <nlohmann/json.hpp>
 
 #include "absl/status/statusor.h"
 #include "engine/model/gguf_file.h"
@@ -21,5 +24,11 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> LoadGgufWeights(const GgufFile& fi
                                                               int64_t kv_pool_bytes);
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadGgufTokenizer(const GgufFile& file);
+
+// For tokenizer.ggml.model `gpt2`: the tokenizer.json and
+// tokenizer_config.json documents the metadata stands for (byte-level BPE
+// with its merges, the Split regex chosen by tokenizer.ggml.pre, added
+// tokens from CONTROL/USER_DEFINED token types, bos/eos/add_bos).
+absl::StatusOr<std::pair<nlohmann::json, nlohmann::json>> Gpt2TokenizerJson(const GgufFile& file);
 
 }  // namespace inferd

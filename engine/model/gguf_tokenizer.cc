@@ -56,6 +56,70 @@ class BosOverride : public Tokenizer {
 
 }  // namespace
 
+absl::StatusOr<std::pair<nlohmann::json, nlohmann::json>> Gpt2TokenizerJson(const GgufFile& f) {
+  const auto& meta = f.metadata();
+  auto find = [&meta](const std::string& key) -> const nlohmann::json* {
+    auto it = meta.find(key);
+    return it == meta.end() ? nullptr : &it->second;
+  };
+  auto bad = [&f](const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat(f.path(), ": tokenizer metadata: ", what));
+  };
+  const nlohmann::json* tokens = find("tokenizer.ggml.tokens");
+  if (tokens == nullptr || !tokens->is_array()) return bad("tokenizer.ggml.tokens is missing");
+  const nlohmann::json* merges = find("tokenizer.ggml.merges");
+  if (merges == nullptr || !merges->is_array()) return bad("tokenizer.ggml.merges is missing");
+  const nlohmann::json* pre_json = find("tokenizer.ggml.pre");
+  const std::string pre = pre_json != nullptr && pre_json->is_string() ? pre_json->get<std::string>() : "";
+  const char* regex = PreTokenizerRegex(pre);
+  if (regex == nullptr) {
+    return bad(absl::StrCat("tokenizer.ggml.pre \"", pre, "\" is not supported (llama-bpe, qwen2, gpt2)"));
+  }
+  const nlohmann::json* types = find("tokenizer.ggml.token_type");
+  nlohmann::json vocab = nlohmann::json::object();
+  nlohmann::json added = nlohmann::json::array();
+  for (size_t id = 0; id < tokens->size(); ++id) {
+    const nlohmann::json& piece = (*tokens)[id];
+    if (!piece.is_string()) return bad("tokenizer.ggml.tokens must be strings");
+    vocab[piece.get<std::string>()] = id;
+    const int type = types != nullptr && types->is_array() && id < types->size() && (*types)[id].is_number_integer()
+                         ? (*types)[id].get<int>()
+                         : 1;
+    if (type == kTokenControl || type == kTokenUserDefined) {
+      added.push_back({{"id", id}, {"content", piece}, {"single_word", false}, {"lstrip", false},
+                       {"rstrip", false}, {"normalized", type == kTokenUserDefined},
+                       {"special", type == kTokenControl}});
+    }
+  }
+  nlohmann::json tokenizer = {
+      {"version", "1.0"},
+      {"added_tokens", added},
+      {"normalizer", nullptr},
+      {"pre_tokenizer",
+       {{"type", "Sequence"},
+        {"pretokenizers",
+         {{{"type", "Split"}, {"pattern", {{"Regex", regex}}}, {"behavior", "Isolated"}, {"invert", false}},
+          {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}}}}}},
+      {"post_processor", nullptr},
+      {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
+      {"model",
+       {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
+        {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false},
+        // llama.cpp's llama-bpe pre-tokenizer is Llama 3's, which sets it.
+        {"ignore_merges", pre == "llama-bpe" || pre == "llama3"}, {"vocab", vocab}, {"merges", *merges}}}};
+  auto id_of = [&](const char* key) {
+    const nlohmann::json* v = find(key);
+    return v != nullptr && v->is_number_integer() ? v->get<int64_t>() : int64_t{-1};
+  };
+  const nlohmann::json* add_bos = find("tokenizer.ggml.add_bos_token");
+  nlohmann::json config = {{"add_bos_token", add_bos != nullptr && add_bos->is_boolean() && add_bos->get<bool>()},
+                           {"add_eos_token", false}};
+  const int64_t bos = id_of("tokenizer.ggml.bos_token_id"), eos = id_of("tokenizer.ggml.eos_token_id");
+  if (bos >= 0 && static_cast<size_t>(bos) < tokens->size()) config["bos_token"] = (*tokens)[bos];
+  if (eos >= 0 && static_cast<size_t>(eos) < tokens->size()) config["eos_token"] = (*tokens)[eos];
+  return std::make_pair(std::move(tokenizer), std::move(config));
+}
+
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadGgufTokenizer(const GgufFile& f) {
   const auto& meta = f.metadata();
   auto find = [&meta](const std::string& key) -> const nlohmann::json* {
@@ -104,49 +168,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadGgufTokenizer(const GgufFile& f) 
     return std::unique_ptr<Tokenizer>(new BosOverride(*std::move(tok), add_bos));
   }
   if (*model == "gpt2") {
-    const nlohmann::json* merges = find("tokenizer.ggml.merges");
-    if (merges == nullptr || !merges->is_array()) return bad("tokenizer.ggml.merges is missing");
-    const nlohmann::json* pre_json = find("tokenizer.ggml.pre");
-    const std::string pre = pre_json != nullptr && pre_json->is_string() ? pre_json->get<std::string>() : "";
-    const char* regex = PreTokenizerRegex(pre);
-    if (regex == nullptr) {
-      return bad(absl::StrCat("tokenizer.ggml.pre \"", pre, "\" is not supported (llama-bpe, qwen2, gpt2)"));
-    }
-    const nlohmann::json* types = find("tokenizer.ggml.token_type");
-    nlohmann::json vocab = nlohmann::json::object();
-    nlohmann::json added = nlohmann::json::array();
-    for (size_t id = 0; id < pieces.size(); ++id) {
-      vocab[pieces[id]] = id;
-      const int type = types != nullptr && types->is_array() && id < types->size() &&
-                               (*types)[id].is_number_integer()
-                           ? (*types)[id].get<int>()
-                           : 1;
-      if (type == kTokenControl || type == kTokenUserDefined) {
-        added.push_back({{"id", id}, {"content", pieces[id]}, {"single_word", false}, {"lstrip", false},
-                         {"rstrip", false}, {"normalized", type == kTokenUserDefined},
-                         {"special", type == kTokenControl}});
-      }
-    }
-    nlohmann::json tokenizer = {
-        {"version", "1.0"},
-        {"added_tokens", added},
-        {"normalizer", nullptr},
-        {"pre_tokenizer",
-         {{"type", "Sequence"},
-          {"pretokenizers",
-           {{{"type", "Split"}, {"pattern", {{"Regex", regex}}}, {"behavior", "Isolated"}, {"invert", false}},
-            {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}}}}}},
-        {"post_processor", nullptr},
-        {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}}},
-        {"model",
-         {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
-          {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false},
-          {"ignore_merges", pre == "llama-bpe" || pre == "llama3"}, {"vocab", vocab}, {"merges", *merges}}}};
-    const bool add_bos = add_bos_json != nullptr && add_bos_json->is_boolean() && add_bos_json->get<bool>();
-    nlohmann::json config = {{"add_bos_token", add_bos}, {"add_eos_token", false}};
-    if (bos >= 0 && static_cast<size_t>(bos) < pieces.size()) config["bos_token"] = pieces[bos];
-    if (eos >= 0 && static_cast<size_t>(eos) < pieces.size()) config["eos_token"] = pieces[eos];
-    return HfTokenizerFromJson(tokenizer, config);
+    absl::StatusOr<std::pair<nlohmann::json, nlohmann::json>> docs = Gpt2TokenizerJson(f);
+    if (!docs.ok()) return docs.status();
+    return HfTokenizerFromJson(docs->first, docs->second);
   }
   return bad(absl::StrCat("tokenizer.ggml.model \"", model->get<std::string>(), "\" is not supported (llama, gpt2)"));
 }
