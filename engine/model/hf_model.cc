@@ -109,6 +109,7 @@ class TensorSet {
   }
 
   void set_where(std::string where) { where_ = std::move(where); }
+  const std::string& where() const { return where_; }
   std::vector<std::shared_ptr<const void>>& owners() { return owners_; }
 
  private:
@@ -132,7 +133,7 @@ class Builder {
     absl::StatusOr<Tensor> t = set_.Get(name, rows, cols, false);
     if (!t.ok()) return t.status();
     if (t->type != w_.dtype) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor ", name, " is ", std::string(WeightTypeName(t->type)),
+      return absl::InvalidArgumentError(absl::StrCat(set_.where(), ": tensor ", name, " is ", std::string(WeightTypeName(t->type)),
                                                      " but the embeddings are ", std::string(WeightTypeName(w_.dtype)),
                                                      "; mixed dtypes are not supported"));
     }

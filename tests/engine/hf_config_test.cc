@@ -2,6 +2,9 @@
 // (abridged to the keys transformers reads), and the ones refused.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <vector>
+
 #include <nlohmann/json.hpp>
 
 #include "engine/model/hf_config.h"
@@ -129,6 +132,36 @@ TEST(HfConfigTest, MissingOrBadFieldsNameTheKey) {
   j["num_hidden_layers"] = "16";
   c = HfConfigFromJson(j, nullptr, 0, "/m");
   EXPECT_EQ(c.status().message(), "/m/config.json: \"num_hidden_layers\" must be a non-negative integer");
+}
+
+}  // namespace
+}  // namespace inferd
+
+namespace inferd {
+namespace {
+
+// RoPE frequencies of configs parsed from config.json, against transformers'
+// formulas evaluated independently in numpy (tests/models/rope_reference.py).
+TEST(HfConfigTest, RopeFrequenciesMatchTransformers) {
+  std::ifstream in(INFERD_SOURCE_DIR "/tests/models/rope_reference.json");
+  const nlohmann::json ref = nlohmann::json::parse(in);
+  ASSERT_EQ(ref["cases"].size(), 4u);
+  for (const nlohmann::json& c : ref["cases"]) {
+    const int head_dim = c["head_dim"];
+    nlohmann::json config = {{"architectures", {"LlamaForCausalLM"}}, {"hidden_size", head_dim * 4},
+                             {"intermediate_size", 64}, {"num_hidden_layers", 1}, {"num_attention_heads", 4},
+                             {"vocab_size", 16}, {"max_position_embeddings", 131072},
+                             {"rope_theta", c["rope_theta"]}, {"rope_scaling", c["rope_scaling"]},
+                             {"eos_token_id", 1}};
+    absl::StatusOr<ModelConfig> mc = HfConfigFromJson(config, nullptr, 0, "/m");
+    ASSERT_TRUE(mc.ok()) << mc.status();
+    const std::vector<float> got = RopeInverseFrequencies(*mc);
+    const std::vector<double> want = c["inv_freq"].get<std::vector<double>>();
+    ASSERT_EQ(got.size(), want.size()) << c["name"];
+    for (size_t i = 0; i < want.size(); ++i) {
+      EXPECT_NEAR(got[i], want[i], want[i] * 2e-6) << c["name"] << " pair " << i;
+    }
+  }
 }
 
 }  // namespace
