@@ -1,6 +1,7 @@
 #include "engine/model/gguf_model.h"
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 
 #include "absl/status/status.h"
@@ -86,9 +87,15 @@ absl::StatusOr<ModelConfig> ConfigFromMetadata(const GgufFile& f, int max_model_
     c.rope_scaling.type = RopeScaling::Type::kLinear;
     RETURN_IF_ERROR_GGUF(m.Float("llama.rope.scaling.factor", c.rope_scaling.factor));
   }
-  if (f.tensors().contains("rope_freqs.weight")) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        f.path(), ": tensor rope_freqs.weight (per-dimension RoPE factors) is not supported"));
+  if (auto it = f.tensors().find("rope_freqs.weight"); it != f.tensors().end()) {
+    const GgufTensor& t = it->second;
+    const int64_t half = c.n_heads > 0 ? c.dim / c.n_heads / 2 : 0;
+    if (t.type != kGgmlF32 || t.dims != std::vector<int64_t>{half}) {
+      return absl::InvalidArgumentError(absl::StrCat(f.path(), ": tensor rope_freqs.weight must be F32 of ", half,
+                                                     " elements (one per rotated pair)"));
+    }
+    c.rope_freq_factors.resize(static_cast<size_t>(half));
+    std::memcpy(c.rope_freq_factors.data(), t.data, static_cast<size_t>(half) * sizeof(float));
   }
   const auto embd = f.tensors().find("token_embd.weight");
   if (embd == f.tensors().end() || embd->second.dims.size() != 2) {

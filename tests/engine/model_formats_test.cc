@@ -128,6 +128,19 @@ TEST(GgufModelTest, F32HoldsTheCheckpoint) {
   ExpectSameWeights(*m.weights, *Llama2c());
 }
 
+// rope_freqs.weight (llama.cpp's form of Llama 3.1 rope scaling) divides
+// each pair's inverse frequency.
+TEST(GgufModelTest, RopeFreqsDivideTheFrequencies) {
+  const LoadedModel m = Load(ExportedStories260K() + "/stories260K-rope-freqs.gguf", {});
+  ASSERT_NE(m.weights, nullptr);
+  EXPECT_EQ(m.weights->config.rope_freq_factors, (std::vector<float>{1, 2, 4, 8}));
+  const std::vector<float> f = RopeInverseFrequencies(m.weights->config);
+  ASSERT_EQ(f.size(), 4u);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_FLOAT_EQ(f[i], std::pow(10000.0f, -2.0f * i / 8) / static_cast<float>(1 << i)) << i;
+  }
+}
+
 TEST(GgufModelTest, Q8_0IsHeldAsBlocksCloseToTheCheckpoint) {
   const LoadedModel m = Load(ExportedStories260K() + "/stories260K-q8_0.gguf", {});
   ASSERT_NE(m.weights, nullptr);

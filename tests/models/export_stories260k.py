@@ -6,6 +6,7 @@ people download, for the loader golden tests:
   hf-sharded/   the same in two shards + model.safetensors.index.json
   hf-bf16/      bf16 safetensors
   stories260K-f32.gguf, stories260K-q8_0.gguf   GGUF v3, llama arch + tokenizer
+  stories260K-rope-freqs.gguf   f32 with a rope_freqs.weight tensor (loader test)
 
 The HF export permutes wq/wk rows into rotate-half order, as transformers'
 convert_llama_weights_to_hf.py does. tokenizer.json is a SentencePiece-style
@@ -235,7 +236,7 @@ def quantize_q8_0(a):
     return out.tobytes()
 
 
-def write_gguf(path, cfg, w, pieces, scores, quantize):
+def write_gguf(path, cfg, w, pieces, scores, quantize, rope_freqs=None):
     kv = [
         ("general.architecture", T_STRING, "llama"),
         ("general.name", T_STRING, "stories260K"),
@@ -264,6 +265,8 @@ def write_gguf(path, cfg, w, pieces, scores, quantize):
         ("tokenizer.ggml.add_bos_token", T_BOOL, True),
     ]
     tensors = [("token_embd.weight", w["embed"]), ("output_norm.weight", w["rms_final"])]
+    if rope_freqs is not None:
+        tensors.append(("rope_freqs.weight", np.asarray(rope_freqs, dtype=np.float32)))
     if not cfg["shared"]:
         tensors.append(("output.weight", w["wcls"]))
     for i in range(cfg["layers"]):
@@ -310,6 +313,9 @@ def main():
     write_hf(f"{out}/hf-bf16", cfg, w, pieces, scores, dtype="BF16")
     write_gguf(f"{out}/stories260K-f32.gguf", cfg, w, pieces, scores, quantize=False)
     write_gguf(f"{out}/stories260K-q8_0.gguf", cfg, w, pieces, scores, quantize=True)
+    # Per-pair RoPE divisors, as llama.cpp writes them for Llama 3.1.
+    write_gguf(f"{out}/stories260K-rope-freqs.gguf", cfg, w, pieces, scores, quantize=False,
+               rope_freqs=[1.0, 2.0, 4.0, 8.0])
 
 
 if __name__ == "__main__":
