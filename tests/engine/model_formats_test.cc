@@ -211,9 +211,11 @@ TEST(HfTokenizerReferenceTest, ExportedDirectoryTokenizesLikeTheReference) {
   for (const nlohmann::json& e : ref["extra"]) {
     EXPECT_EQ(m->tokenizer->Encode(e["text"].get<std::string>(), true), e["ids"].get<std::vector<int>>()) << e["text"];
   }
+  // The reference decodes the output ids on their own (so its Strip decoder
+  // drops the first leading space), as Decode does without a prev_token.
   const auto golden = GoldenLines();
   for (size_t i = 0; i < golden.size(); ++i) {
-    EXPECT_EQ(m->tokenizer->Decode(golden[i]["output_ids"].get<std::vector<int>>(), golden[i]["prompt_ids"].back()),
+    EXPECT_EQ(m->tokenizer->Decode(golden[i]["output_ids"].get<std::vector<int>>()),
               ref["prompts"][i]["output_text"].get<std::string>());
   }
 }
