@@ -11,7 +11,7 @@
 #include "cuda/cuda_plugin.h"
 #include "server/cuda_plugin_loader.h"
 #include "engine/cpu/cpu_backend.h"
-#include "server/memory_budget.h"
+#include "engine/memory_budget.h"
 
 namespace inferd {
 namespace {
@@ -93,6 +93,10 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCuda(std::shared_ptr<const ModelW
 }
 
 }  // namespace
+
+int64_t CpuKvPoolBytes(const std::string& backend, int kv_cache_memory_mb) {
+  return backend == "cpu" ? int64_t{kv_cache_memory_mb} << 20 : 0;
+}
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::shared_ptr<const ModelWeights> weights,
                                                        const BackendOptions& options) {

@@ -3,6 +3,7 @@
 // `generate`.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -22,6 +23,10 @@ struct BackendOptions {
   int max_num_seqs = 256;
   int max_num_batched_tokens = 2048;
 };
+
+// Host memory the CPU backend's KV pool may take (its budget), counted with
+// the weights when checking that a model fits; 0 for GPU backends.
+int64_t CpuKvPoolBytes(const std::string& backend, int kv_cache_memory_mb);
 
 // An error (one line, naming the flag) when the backend cannot be had: e.g.
 // `--backend cuda` on a machine without a usable GPU.

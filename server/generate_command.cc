@@ -44,6 +44,8 @@ struct Completion {
 void AddGenerateFlags(CLI::App* app, GenerateOptions* o) {
   app->add_option("--model", o->model, "model directory or file, or dummy:PRESET")->required();
   app->add_option("--tokenizer", o->tokenizer, "tokenizer file (default: beside the model)");
+  app->add_option("--max-model-len", o->max_model_len, "served context in tokens, at most the model's (0: the model's)")
+      ->check(CLI::NonNegativeNumber);
   CLI::Option_group* input = app->add_option_group("input", "exactly one of --prompt, --prompts-file");
   input->add_option("--prompt", o->prompt, "one prompt (may be empty: BOS only)");
   input->add_option("--prompts-file", o->prompts_file, "UTF-8 prompts, one per line, all submitted at once");
@@ -83,7 +85,9 @@ void AddGenerateFlags(CLI::App* app, GenerateOptions* o) {
 int RunGenerate(const GenerateOptions& options) {
   absl::StatusOr<std::vector<std::string>> prompts = ReadPrompts(options);
   if (!prompts.ok()) return Fail(prompts.status());
-  absl::StatusOr<LoadedModel> model = LoadModel(options.model, options.tokenizer);
+  absl::StatusOr<LoadedModel> model = LoadModel(options.model, LoadOptions{.tokenizer_path = options.tokenizer,
+                                                                      .max_model_len = options.max_model_len,
+                                                                      .kv_pool_bytes = CpuKvPoolBytes(options.backend, options.kv_cache_memory_mb)});
   if (!model.ok()) return Fail(model.status());
   const ModelConfig& config = model->weights->config;
   absl::StatusOr<std::unique_ptr<Backend>> backend =

@@ -15,6 +15,7 @@ namespace inferd {
 struct GenerateOptions {
   std::string model;
   std::string tokenizer;
+  int max_model_len = 0;  // 0: the model's own context length
   std::string prompt;
   std::string prompts_file;
   std::optional<int> max_tokens;

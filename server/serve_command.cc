@@ -41,7 +41,9 @@ constexpr char kReadinessService[] = "inferd.v1.Inference";
 
 absl::StatusOr<std::unique_ptr<Engine>> LoadEngine(const ServerConfig& config, Metrics* metrics,
                                                    std::string* model_name) {
-  absl::StatusOr<LoadedModel> model = LoadModel(config.model, config.tokenizer);
+  absl::StatusOr<LoadedModel> model = LoadModel(config.model, LoadOptions{.tokenizer_path = config.tokenizer,
+                                                                     .max_model_len = config.max_model_len,
+                                                                     .kv_pool_bytes = CpuKvPoolBytes(config.backend, config.kv_cache_memory_mb)});
   if (!model.ok()) return model.status();
   const ModelConfig& mc = model->weights->config;
   *model_name = mc.name;

@@ -68,6 +68,8 @@ const std::vector<KeySpec>& Table() {
       {"tokenizer_parse_special", kEngine, BoolKey{&C::tokenizer_parse_special},
        "special-token text in a text prompt (\"<|im_start|>\") becomes that special token, as Hugging Face does; "
        "false: it is tokenized as plain text"},
+      {"max_model_len", kEngine, IntKey{&C::max_model_len, 0},
+       "served context in tokens, at most the model's (0: the model's max_position_embeddings / context_length)"},
       {"backend", kEngine, StringKey{&C::backend, {"cpu", "cuda", "auto"}},
        "compute backend: cpu, cuda, or auto (cuda when a GPU is usable)"},
       {"dtype", kEngine, StringKey{&C::dtype, {"auto", "float32", "bfloat16", "float16"}},

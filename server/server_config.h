@@ -19,6 +19,7 @@ struct ServerConfig {
   std::string model;               // default: the bundled models/stories260K
   std::string tokenizer;           // default: beside the model
   bool tokenizer_parse_special = true;  // special-token text in prompts becomes the token (as Hugging Face)
+  int max_model_len = 0;           // 0: the model's own context length
   std::string backend = "cpu";     // cpu | cuda | auto
   std::string dtype = "auto";      // auto: float32 on the CPU, bfloat16 on CUDA
   double gpu_memory_utilization = 0.9;

@@ -148,6 +148,9 @@ std::vector<float> RopeInverseFrequencies(const ModelConfig& config) {
       break;
     }
   }
+  if (config.rope_freq_factors.size() == freq.size()) {
+    for (size_t i = 0; i < freq.size(); ++i) freq[i] /= config.rope_freq_factors[i];
+  }
   return freq;
 }
 

@@ -45,6 +45,10 @@ struct ModelConfig {
   float rms_norm_eps = 1e-5f;
   float rope_theta = 10000.0f;
   RopeScaling rope_scaling;
+  // Per-pair divisors of the inverse frequencies (GGUF's rope_freqs.weight,
+  // which llama.cpp's converter writes for Llama 3.1 instead of
+  // rope_scaling); empty: none.
+  std::vector<float> rope_freq_factors;
   bool attention_bias = false;      // q/k/v projections have biases (Qwen2)
   bool qk_norm = false;             // per-head RMSNorm of q and k before RoPE (Qwen3)
   int bos_token_id = 1;             // -1: none

@@ -16,8 +16,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "engine/model/dummy_weights.h"
+#include "engine/model/gguf_file.h"
+#include "engine/model/gguf_model.h"
+#include "engine/model/hf_model.h"
 #include "engine/model/llama2c_checkpoint.h"
+#include "engine/memory_budget.h"
+#include "engine/tokenizer/hf_tokenizer.h"
 #include "engine/tokenizer/llama2c_tokenizer.h"
+#include "engine/tokenizer/sentencepiece_tokenizer.h"
 
 namespace inferd {
 namespace {
@@ -113,10 +119,15 @@ absl::StatusOr<std::shared_ptr<const Tokenizer>> LoadTokenizer(const std::string
   return std::make_shared<const Llama2cTokenizer>(*std::move(tokenizer));
 }
 
-absl::StatusOr<LoadedModel> LoadDummy(const std::string& preset,
-                                      const std::string& tokenizer_path) {
+absl::StatusOr<LoadedModel> LoadDummy(const std::string& preset, const LoadOptions& options) {
+  const std::string& tokenizer_path = options.tokenizer_path;
   absl::StatusOr<ModelConfig> config = DummyPresetConfig(preset);
   if (!config.ok()) return config.status();
+  if (options.max_model_len > config->max_seq_len) {
+    return absl::InvalidArgumentError(absl::StrCat("--max-model-len ", options.max_model_len, " exceeds ",
+                                                   config->name, "'s context of ", config->max_seq_len));
+  }
+  if (options.max_model_len > 0) config->max_seq_len = options.max_model_len;
   // Generated weights have no tokenizer of their own: `tiny` borrows
   // stories260K's, the others Llama 2's (ids beyond 32000 decode to "").
   const bool tiny = config->vocab_size <= 512;
@@ -135,6 +146,87 @@ absl::StatusOr<LoadedModel> LoadDummy(const std::string& preset,
                      *std::move(tokenizer)};
 }
 
+constexpr char kExpected[] =
+    "expected a Hugging Face model directory (config.json + model.safetensors), a .gguf file, or a llama2.c "
+    ".bin checkpoint or a directory holding one";
+
+bool IsGguf(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[4] = {};
+  in.read(magic, 4);
+  return (in && std::memcmp(magic, "GGUF", 4) == 0) || path.extension() == ".gguf";
+}
+
+bool HasLlama2cFiles(const fs::path& dir) {
+  std::error_code ec;
+  for (const fs::directory_entry& entry : fs::directory_iterator(dir, ec)) {
+    if (entry.path().extension() == ".bin") return true;
+  }
+  return false;
+}
+
+// Caps the context and checks a tokenizer pairs with the weights.
+absl::StatusOr<LoadedModel> Finish(std::unique_ptr<ModelWeights> weights, std::unique_ptr<Tokenizer> tokenizer,
+                                   const std::string& where) {
+  if (tokenizer->vocab_size() > weights->config.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat(where, ": the tokenizer has ", tokenizer->vocab_size(),
+                                                   " tokens but the model's vocabulary only ",
+                                                   weights->config.vocab_size));
+  }
+  return LoadedModel{std::shared_ptr<const ModelWeights>(std::move(weights)),
+                     std::shared_ptr<const Tokenizer>(std::move(tokenizer))};
+}
+
+// An explicit --tokenizer: tokenizer.json, a SentencePiece .model, or a
+// llama2.c tokenizer.bin.
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizerFile(const std::string& path, int vocab_size) {
+  const fs::path p(path);
+  if (p.extension() == ".json") {
+    const fs::path config = p.parent_path() / "tokenizer_config.json";
+    std::error_code ec;
+    return LoadHfTokenizer(path, fs::is_regular_file(config, ec) ? config.string() : "");
+  }
+  if (p.extension() == ".model") return LoadSentencePieceModel(path);
+  absl::StatusOr<Llama2cTokenizer> tok = Llama2cTokenizer::Load(path, vocab_size);
+  if (!tok.ok()) return tok.status();
+  return std::unique_ptr<Tokenizer>(new Llama2cTokenizer(*std::move(tok)));
+}
+
+absl::StatusOr<LoadedModel> LoadHf(const std::string& dir, const LoadOptions& options) {
+  const fs::path d(dir);
+  std::error_code ec;
+  fs::path tokenizer_file;
+  if (!options.tokenizer_path.empty()) {
+    tokenizer_file = options.tokenizer_path;
+  } else if (fs::is_regular_file(d / "tokenizer.json", ec)) {
+    tokenizer_file = d / "tokenizer.json";
+  } else if (fs::is_regular_file(d / "tokenizer.model", ec)) {
+    tokenizer_file = d / "tokenizer.model";
+  } else {
+    return absl::NotFoundError(absl::StrCat(
+        dir, ": a Hugging Face model directory without a tokenizer (expected tokenizer.json or tokenizer.model)"));
+  }
+  absl::StatusOr<std::unique_ptr<ModelWeights>> weights = LoadHfModel(dir, options.max_model_len, options.kv_pool_bytes);
+  if (!weights.ok()) return weights.status();
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tok =
+      LoadTokenizerFile(tokenizer_file.string(), (*weights)->config.vocab_size);
+  if (!tok.ok()) return tok.status();
+  return Finish(*std::move(weights), *std::move(tok), dir);
+}
+
+absl::StatusOr<LoadedModel> LoadGguf(const std::string& path, const LoadOptions& options) {
+  absl::StatusOr<GgufFile> file = GgufFile::Open(path);
+  if (!file.ok()) return file.status();
+  absl::StatusOr<std::unique_ptr<ModelWeights>> weights =
+      LoadGgufWeights(*file, options.max_model_len, options.kv_pool_bytes);
+  if (!weights.ok()) return weights.status();
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tok =
+      options.tokenizer_path.empty() ? LoadGgufTokenizer(*file)
+                                     : LoadTokenizerFile(options.tokenizer_path, (*weights)->config.vocab_size);
+  if (!tok.ok()) return tok.status();
+  return Finish(*std::move(weights), *std::move(tok), path);
+}
+
 }  // namespace
 
 std::string ModelsDir() {
@@ -143,19 +235,29 @@ std::string ModelsDir() {
   return INFERD_DEFAULT_MODELS_DIR;
 }
 
-absl::StatusOr<LoadedModel> LoadModel(const std::string& model,
-                                      const std::string& tokenizer_path) {
+absl::StatusOr<LoadedModel> LoadModel(const std::string& model, const std::string& tokenizer_path) {
+  return LoadModel(model, LoadOptions{.tokenizer_path = tokenizer_path});
+}
+
+absl::StatusOr<LoadedModel> LoadModel(const std::string& model, const LoadOptions& options) {
+  const std::string& tokenizer_path = options.tokenizer_path;
   if (absl::StartsWith(model, kDummyPrefix)) {
-    return LoadDummy(model.substr(std::strlen(kDummyPrefix)), tokenizer_path);
+    return LoadDummy(model.substr(std::strlen(kDummyPrefix)), options);
   }
   const fs::path path(model);
   std::error_code ec;
   const fs::file_status status = fs::status(path, ec);
   if (!fs::exists(status)) {
-    return absl::NotFoundError(absl::StrCat(
-        model, ": model not found (expected a llama2.c model directory, a .bin checkpoint, "
-               "or dummy:PRESET with PRESET one of ",
-        absl::StrJoin(DummyPresetNames(), ", "), ")"));
+    return absl::NotFoundError(absl::StrCat(model, ": model not found (", kExpected, ", or dummy:PRESET with PRESET one of ",
+                                            absl::StrJoin(DummyPresetNames(), ", "), ")"));
+  }
+  if (fs::is_directory(status) && IsHfModelDirectory(model)) return LoadHf(model, options);
+  if (fs::is_regular_file(status) && IsGguf(path)) return LoadGguf(model, options);
+  if (fs::is_directory(status) && !HasLlama2cFiles(path)) {
+    return absl::NotFoundError(absl::StrCat(model, ": a directory without a model (", kExpected, ")"));
+  }
+  if (fs::is_regular_file(status) && path.extension() != ".bin") {
+    return absl::InvalidArgumentError(absl::StrCat(model, ": not a model file (", kExpected, ")"));
   }
   fs::path weights_path = path;
   if (fs::is_directory(status)) {
@@ -171,11 +273,24 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& model,
     tokenizer = *found;
   }
 
+  {
+    // int8 exports are widened to fp32 (4 bytes per 1-byte weight) at load.
+    const int64_t file_bytes = static_cast<int64_t>(fs::file_size(weights_path, ec));
+    const int64_t held_bytes = IsInt8Checkpoint(weights_path) ? 4 * file_bytes : file_bytes;
+    absl::Status fits = CheckModelFitsInMemory(weights_path.string(), ec ? 0 : held_bytes, options.kv_pool_bytes);
+    if (!fits.ok()) return fits;
+  }
   absl::StatusOr<std::unique_ptr<ModelWeights>> weights =
       LoadLlama2cModel(weights_path.string());
   if (!weights.ok()) return weights.status();
+  ModelConfig& config = (*weights)->config;
+  if (options.max_model_len > config.max_seq_len) {
+    return absl::InvalidArgumentError(absl::StrCat("--max-model-len ", options.max_model_len, " exceeds ",
+                                                   weights_path.string(), "'s context of ", config.max_seq_len));
+  }
+  if (options.max_model_len > 0) config.max_seq_len = options.max_model_len;
   absl::StatusOr<std::shared_ptr<const Tokenizer>> tok =
-      LoadTokenizer(tokenizer.string(), (*weights)->config.vocab_size, weights_path.string());
+      LoadTokenizer(tokenizer.string(), config.vocab_size, weights_path.string());
   if (!tok.ok()) return tok.status();
   return LoadedModel{std::shared_ptr<const ModelWeights>(*std::move(weights)), *std::move(tok)};
 }

@@ -1,7 +1,10 @@
-// Turns a --model argument into weights and a tokenizer: a llama2.c model
-// directory (or a file inside one), or "dummy:PRESET" for generated weights.
+// Turns a --model argument into weights and a tokenizer, recognising what the
+// path holds: a Hugging Face model directory (config.json + safetensors), a
+// .gguf file, a llama2.c model directory (or a .bin file inside one), or
+// "dummy:PRESET" for generated weights.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -16,7 +19,19 @@ struct LoadedModel {
   std::shared_ptr<const Tokenizer> tokenizer;
 };
 
-// `tokenizer_path` overrides the tokenizer found beside the weights.
+struct LoadOptions {
+  // Overrides the tokenizer found beside (or inside) the weights.
+  std::string tokenizer_path;
+  // > 0: the served context, below the model's own (--max-model-len).
+  int max_model_len = 0;
+  // Bytes the KV pool will take, counted with the weights when checking
+  // that the model fits in memory.
+  int64_t kv_pool_bytes = 0;
+};
+
+// Every error is one line naming the path, what was found and what was
+// expected.
+absl::StatusOr<LoadedModel> LoadModel(const std::string& model, const LoadOptions& options);
 absl::StatusOr<LoadedModel> LoadModel(const std::string& model, const std::string& tokenizer_path = "");
 
 // Where the bundled models live: $INFERD_MODELS_DIR, else the models/ folder

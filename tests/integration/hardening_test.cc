@@ -94,7 +94,7 @@ TEST(HardeningTest, HugeKvSettingsAreRefusedWithTheNumbers) {
   const std::vector<std::string> settings = {"--kv-cache-blocks 2147483647", "--kv-cache-blocks 100000000",
                                              "--kv-cache-memory-mb 2000000000 --max-num-seqs 100000000"};
   for (const std::string& kv : settings) {
-    for (const std::string command : {"generate --prompt hi", "serve --port 0 --metrics-port -1"}) {
+    for (const std::string command : {"generate --prompt hi", "serve --port 0 --metrics-port -1 --http-port -1"}) {
       SCOPED_TRACE(command + " " + kv);
       const auto result = RunCommand(std::string(INFERD_BINARY) + " " + command + " --model " + kModel + " " + kv +
                                      " 2>&1");
@@ -173,8 +173,8 @@ TEST(HardeningTest, BindFailuresAreOneClearLine) {
   };
   const std::vector<Case> cases = {
       {"--port 50123 --metrics-port 50123", "--metrics-port 50123 is also the gRPC --port"},
-      {"--host 192.0.2.1 --port 0 --metrics-port -1", "cannot listen on 192.0.2.1:0: not an address of this machine"},
-      {"--host no-such-host.invalid --port 0 --metrics-port -1", "--host 'no-such-host.invalid' is not an address"},
+      {"--host 192.0.2.1 --port 0 --metrics-port -1 --http-port -1", "cannot listen on 192.0.2.1:0: not an address of this machine"},
+      {"--host no-such-host.invalid --port 0 --metrics-port -1 --http-port -1", "--host 'no-such-host.invalid' is not an address"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.flags);

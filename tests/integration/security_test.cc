@@ -267,7 +267,7 @@ TEST(TlsTest, BadTlsSettingsStopStartWithOneLine) {
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.flags);
-    const auto result = RunCommand(std::string(INFERD_BINARY) + " serve --port 0 --metrics-port -1 " + c.flags +
+    const auto result = RunCommand(std::string(INFERD_BINARY) + " serve --port 0 --metrics-port -1 --http-port -1 " + c.flags +
                                    " 2>&1");
     EXPECT_EQ(result.exit_code, 1) << result.output;
     EXPECT_THAT(result.output, HasSubstr(c.expected));

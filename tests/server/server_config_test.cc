@@ -59,6 +59,7 @@ const std::map<std::string, std::string>& SampleValues() {
       {"model", "models/other"},
       {"tokenizer", "tok.bin"},
       {"tokenizer_parse_special", "false"},
+      {"max_model_len", "128"},
       {"backend", "auto"},
       {"dtype", "bfloat16"},
       {"gpu_memory_utilization", "0.5"},

@@ -28,4 +28,9 @@ std::optional<AvailableMemory> ReadAvailableMemory();
 // there is. `hint` says which setting to lower.
 absl::Status CheckFitsInMemory(int64_t bytes, const std::string& what, const std::string& hint);
 
+// The same for a model about to load: its weights (as held in memory) and
+// the KV pool it will be served with, checked before any of it is read, so a
+// model larger than memory gets this error instead of the OOM killer.
+absl::Status CheckModelFitsInMemory(const std::string& model, int64_t weight_bytes, int64_t kv_pool_bytes);
+
 }  // namespace inferd

@@ -1,4 +1,4 @@
-#include "server/memory_budget.h"
+#include "engine/memory_budget.h"
 
 #include <fstream>
 #include <sstream>
@@ -89,6 +89,13 @@ absl::Status CheckFitsInMemory(int64_t bytes, const std::string& what, const std
   }
   return absl::ResourceExhaustedError(absl::StrCat(what, " needs ", MiB(bytes), " but only ", MiB(memory->bytes),
                                                    " is available (", where, "); ", hint));
+}
+
+absl::Status CheckModelFitsInMemory(const std::string& model, int64_t weight_bytes, int64_t kv_pool_bytes) {
+  return CheckFitsInMemory(weight_bytes + kv_pool_bytes,
+                           absl::StrCat(model, ": its weights (", MiB(weight_bytes), ") with a KV cache of ",
+                                        MiB(kv_pool_bytes)),
+                           "lower --kv-cache-memory-mb or use a smaller model");
 }
 
 }  // namespace inferd
