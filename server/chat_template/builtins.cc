@@ -203,7 +203,7 @@ Value CallDictMethod(const Dict& dict, absl::string_view name, const CallArgs& a
   }
   List out;
   for (const auto& [k, v] : dict.entries()) {
-    out.push_back(name == "keys" ? Value(k) : name == "values" ? v : Value(List{Value(k), v}));
+    out.push_back(name == "keys" ? Value(k) : name == "values" ? v : Value::Tuple(List{Value(k), v}));
   }
   return Value(std::move(out));
 }

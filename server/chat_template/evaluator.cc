@@ -352,7 +352,7 @@ class Evaluator {
       case Expr::Kind::kTuple: {
         List items;
         for (const auto& child : e.children) items.push_back(Eval(*child, frame));
-        return Value(std::move(items));
+        return e.kind == Expr::Kind::kTuple ? Value::Tuple(std::move(items)) : Value(std::move(items));
       }
       case Expr::Kind::kDict: {
         Dict dict;
@@ -378,7 +378,8 @@ class Evaluator {
       case Expr::Kind::kCall: {
         const Value callee = Eval(*e.children[0], frame);
         if (!callee.is_callable()) {
-          ThrowRenderError(absl::StrCat("'", Describe(*e.children[0]), "' is not callable (it is a ", callee.TypeName(), ")"));
+          ThrowRenderError(absl::StrCat("'", Describe(*e.children[0]), "' is not callable (its type is ",
+                                        callee.TypeName(), ")"));
         }
         return callee.as_callable().call(EvalArgs(e, 1, frame));
       }

@@ -279,7 +279,7 @@ const std::map<std::string, FilterFn, std::less<>>& Filters() {
          const bool by_value = by != nullptr && *by == "value";
          const bool reverse = BoolArg(args, 2, "reverse", false);
          List pairs;
-         for (const auto& [k, val] : v.as_dict().entries()) pairs.push_back(Value(List{Value(k), val}));
+         for (const auto& [k, val] : v.as_dict().entries()) pairs.push_back(Value::Tuple(List{Value(k), val}));
          std::stable_sort(pairs.begin(), pairs.end(), [&](const Value& a, const Value& b) {
            const int c = CompareForSort(a.as_list()[by_value], b.as_list()[by_value], case_sensitive);
            return reverse ? c > 0 : c < 0;
@@ -299,7 +299,7 @@ const std::map<std::string, FilterFn, std::less<>>& Filters() {
          if (v.is_undefined()) return Value(List{});
          if (!v.is_dict()) ThrowRenderError(absl::StrCat("items needs a dict, got ", v.TypeName()));
          List pairs;
-         for (const auto& [k, val] : v.as_dict().entries()) pairs.push_back(Value(List{Value(k), val}));
+         for (const auto& [k, val] : v.as_dict().entries()) pairs.push_back(Value::Tuple(List{Value(k), val}));
          return Value(std::move(pairs));
        }},
       {"join",

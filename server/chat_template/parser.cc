@@ -90,15 +90,16 @@ class Parser {
 
   // Nodes until a block tag named in `ends` ({% ends... consumed up to the
   // name, whose value goes to *end) or the end of the template.
-  Body ParseBody(const std::set<absl::string_view>& ends, std::string* end) {
-    const Token& opening = tokens_[pos_ == 0 ? 0 : pos_ - 1];
+  // `opening`: the statement's keyword, for the error if it is never closed.
+  Body ParseBody(const std::set<absl::string_view>& ends, std::string* end, const Token* opening = nullptr) {
     Body body;
     while (true) {
       const Token& t = Peek();
       switch (t.type) {
         case Type::kEnd:
           if (!ends.empty()) {
-            Fail(opening, absl::StrCat("this block is never closed (expected {% ", *ends.rbegin(), " %})"));
+            Fail(opening != nullptr ? *opening : t,
+                 absl::StrCat("this block is never closed (expected {% ", *ends.rbegin(), " %})"));
           }
           return body;
         case Type::kText: {
@@ -151,7 +152,7 @@ class Parser {
       // renders its body unchanged.
       ExpectBlockEnd();
       std::string end;
-      for (auto& node : ParseBody({"endgeneration"}, &end)) body->push_back(std::move(node));
+      for (auto& node : ParseBody({"endgeneration"}, &end, &keyword)) body->push_back(std::move(node));
       ExpectBlockEnd();
       return;
     }
@@ -164,12 +165,12 @@ class Parser {
     while (end == "elif") {
       ExprPtr test = ParseExpression();
       ExpectBlockEnd();
-      Body branch = ParseBody({"elif", "else", "endif"}, &end);
+      Body branch = ParseBody({"elif", "else", "endif"}, &end, &at);
       node->branches.emplace_back(std::move(test), std::move(branch));
     }
     if (end == "else") {
       ExpectBlockEnd();
-      node->else_body = ParseBody({"endif"}, &end);
+      node->else_body = ParseBody({"endif"}, &end, &at);
     }
     ExpectBlockEnd();
     return node;
@@ -202,11 +203,11 @@ class Parser {
     ExpectBlockEnd();
     ++loop_depth_;
     std::string end;
-    node->body = ParseBody({"else", "endfor"}, &end);
+    node->body = ParseBody({"else", "endfor"}, &end, &at);
     --loop_depth_;
     if (end == "else") {
       ExpectBlockEnd();
-      node->else_body = ParseBody({"endfor"}, &end);
+      node->else_body = ParseBody({"endfor"}, &end, &at);
     }
     ExpectBlockEnd();
     return node;
@@ -231,7 +232,7 @@ class Parser {
     node->kind = Node::Kind::kSetBlock;
     ExpectBlockEnd();
     std::string end;
-    node->body = ParseBody({"endset"}, &end);
+    node->body = ParseBody({"endset"}, &end, &at);
     ExpectBlockEnd();
     return node;
   }
@@ -263,7 +264,7 @@ class Parser {
     const int saved = loop_depth_;
     loop_depth_ = 0;  // a loop around the definition is not the macro's
     std::string end;
-    node->body = ParseBody({"endmacro"}, &end);
+    node->body = ParseBody({"endmacro"}, &end, &at);
     loop_depth_ = saved;
     if (Peek().type == Type::kName) Next();  // {% endmacro name %}
     ExpectBlockEnd();
@@ -277,7 +278,7 @@ class Parser {
     if (node->expr->kind != Expr::Kind::kCall) Fail(at, "{% call %} needs a macro call");
     ExpectBlockEnd();
     std::string end;
-    node->body = ParseBody({"endcall"}, &end);
+    node->body = ParseBody({"endcall"}, &end, &at);
     ExpectBlockEnd();
     return node;
   }
@@ -292,7 +293,7 @@ class Parser {
     node->expr = std::move(chain);
     ExpectBlockEnd();
     std::string end;
-    node->body = ParseBody({"endfilter"}, &end);
+    node->body = ParseBody({"endfilter"}, &end, &at);
     ExpectBlockEnd();
     return node;
   }
@@ -594,6 +595,8 @@ class Parser {
 
   ExprPtr ParseCall(ExprPtr callee) {
     auto call = MakeExpr(Expr::Kind::kCall, Peek());
+    call->line = callee->line;  // errors point at what was called
+    call->column = callee->column;
     if (callee->kind == Expr::Kind::kName) {
       called_names_.push_back(CalledName{callee->name, callee->line, callee->column});
     }

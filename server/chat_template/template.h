@@ -38,7 +38,7 @@ class Template {
   // Limits that keep a hostile or broken template from taking the server
   // down; real chat templates stay far below them.
   static constexpr size_t kMaxOutputBytes = 16 << 20;
-  static constexpr int64_t kMaxSteps = 10'000'000;  // statements and loop iterations
+  static constexpr int64_t kMaxSteps = 1'000'000;  // statements and loop iterations
   static constexpr int kMaxCallDepth = 100;          // nested macro calls
 
  private:

@@ -161,12 +161,13 @@ std::string Value::Repr() const {
     case Kind::kString:
       return ReprString(as_string());
     case Kind::kList: {
-      std::string out = "[";
+      std::string out = is_tuple() ? "(" : "[";
       for (size_t i = 0; i < as_list().size(); ++i) {
         if (i > 0) out += ", ";
         out += as_list()[i].Repr();
       }
-      return out + "]";
+      if (is_tuple() && as_list().size() == 1) out += ",";
+      return out + (is_tuple() ? ")" : "]");
     }
     case Kind::kDict:
       return ReprDict(as_dict());

@@ -81,6 +81,12 @@ class Value {
   Value(Dict dict) : data_(std::make_shared<const Dict>(std::move(dict))) {}  // NOLINT
   Value(std::shared_ptr<Namespace> ns) : data_(std::move(ns)) {}  // NOLINT
   Value(std::shared_ptr<const Callable> fn) : data_(std::move(fn)) {}  // NOLINT
+  // A tuple is a list that prints as (a, b), as Python's dict.items() pairs do.
+  static Value Tuple(List items) {
+    Value v(std::move(items));
+    v.tuple_ = true;
+    return v;
+  }
 
   Kind kind() const { return static_cast<Kind>(data_.index()); }
   bool is_undefined() const { return kind() == Kind::kUndefined; }
@@ -91,7 +97,8 @@ class Value {
   // Python's bool is an int: True + 1 == 2.
   bool is_number() const { return is_int() || is_float() || is_bool(); }
   bool is_string() const { return kind() == Kind::kString; }
-  bool is_list() const { return kind() == Kind::kList; }
+  bool is_list() const { return kind() == Kind::kList; }  // tuples too
+  bool is_tuple() const { return tuple_; }
   bool is_dict() const { return kind() == Kind::kDict; }
   bool is_namespace() const { return kind() == Kind::kNamespace; }
   bool is_callable() const { return kind() == Kind::kCallable; }
@@ -120,6 +127,7 @@ class Value {
   std::variant<Undefined, None, bool, int64_t, double, std::string, std::shared_ptr<const List>,
                std::shared_ptr<const Dict>, std::shared_ptr<Namespace>, std::shared_ptr<const Callable>>
       data_;
+  bool tuple_ = false;
 };
 
 // Python's ==.
