@@ -71,8 +71,9 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context, const 
 InferenceService::InferenceService(RequestLimits limits, std::vector<RequestObserver*> observers)
     : limits_(std::move(limits)), observers_(std::move(observers)) {}
 
-void InferenceService::SetEngine(Engine* engine, const std::string& model_name) {
+void InferenceService::SetEngine(Engine* engine, const std::string& model_name, const ChatTemplate* chat_template) {
   limits_.model_name = model_name;
+  chat_template_ = chat_template;
   engine_.store(engine);
 }
 
@@ -102,7 +103,7 @@ absl::Status InferenceService::Submit(grpc::CallbackServerContext* context, cons
   if (status.ok()) status = engine.status();
   if (status.ok() && draining_) status = absl::UnavailableError("the server is draining; retry on another replica");
   absl::StatusOr<Request> request =
-      status.ok() ? ToEngineRequest(proto, (*engine)->model_config(), (*engine)->tokenizer(), limits_)
+      status.ok() ? ToEngineRequest(proto, (*engine)->model_config(), (*engine)->tokenizer(), limits_, chat_template_)
                   : absl::StatusOr<Request>(status);
   if (request.ok()) {
     *request_id = request->id;

@@ -11,12 +11,14 @@
 #include <memory>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "engine/engine.h"
 #include "engine/model_loader.h"
 #include "server/inference_service.h"
 #include "server/backend_factory.h"
+#include "server/chat_template/chat_template_loader.h"
 #include "server/grpc_metrics.h"
 #include "server/metrics.h"
 #include "server/request_logger.h"
@@ -26,12 +28,44 @@ namespace {
 
 constexpr char kReadinessService[] = "inferd.v1.Inference";
 
+// The model's chat template (nullopt: it has none). A model without a
+// tokenizer_config.json names its special tokens by the tokenizer's BOS and
+// EOS pieces ("<s>", "</s>"), so that --chat-template files can use them.
+absl::StatusOr<std::optional<ChatTemplate>> LoadModelChatTemplate(const ServerConfig& config,
+                                                                  const LoadedModel& model) {
+  absl::StatusOr<std::optional<ChatTemplate>> chat_template =
+      LoadChatTemplate(config.model, config.tokenizer, config.chat_template);
+  if (!chat_template.ok() || !chat_template->has_value()) return chat_template;
+  SpecialTokens special = (*chat_template)->special_tokens();
+  const ModelConfig& mc = model.weights->config;
+  const int vocab = model.tokenizer->vocab_size();
+  auto piece = [&](int id) -> std::optional<std::string> {
+    if (id < 0 || id >= vocab) return std::nullopt;
+    return std::string(absl::StripAsciiWhitespace(model.tokenizer->Piece(id)));
+  };
+  if (!special.bos_token.has_value() && !special.eos_token.has_value()) {
+    special.bos_token = piece(mc.bos_token_id);
+    special.eos_token = piece(mc.eos_token_id);
+    (*chat_template)->set_special_tokens(std::move(special));
+  }
+  return chat_template;
+}
+
 absl::StatusOr<std::unique_ptr<Engine>> LoadEngine(const ServerConfig& config, Metrics* metrics,
-                                                   std::string* model_name) {
+                                                   std::string* model_name,
+                                                   std::optional<ChatTemplate>* chat_template) {
   absl::StatusOr<LoadedModel> model = LoadModel(config.model, config.tokenizer);
   if (!model.ok()) return model.status();
   const ModelConfig& mc = model->weights->config;
   *model_name = mc.name;
+  absl::StatusOr<std::optional<ChatTemplate>> loaded_template = LoadModelChatTemplate(config, *model);
+  if (!loaded_template.ok()) return loaded_template.status();
+  *chat_template = *std::move(loaded_template);
+  if (chat_template->has_value()) {
+    spdlog::info("chat template from {}", (*chat_template)->origin());
+  } else {
+    spdlog::info("no chat template: `messages` requests will be refused (see --chat-template)");
+  }
   absl::StatusOr<std::unique_ptr<Backend>> backend =
       CreateBackend(model->weights, BackendOptions{.backend = config.backend,
                                                    .dtype = config.dtype,
@@ -140,13 +174,14 @@ int RunServe(ServerConfig config) {
   spdlog::info("inferd {} listening on {}:{} (loading {})", INFERD_VERSION, config.host, bound_port, config.model);
 
   std::string model_name;
-  absl::StatusOr<std::unique_ptr<Engine>> engine = LoadEngine(config, &metrics, &model_name);
+  std::optional<ChatTemplate> chat_template;
+  absl::StatusOr<std::unique_ptr<Engine>> engine = LoadEngine(config, &metrics, &model_name, &chat_template);
   if (!engine.ok()) {
     spdlog::error("cannot start: {}", std::string(engine.status().message()));
     server->Shutdown();
     return 1;
   }
-  service.SetEngine(engine->get(), model_name);
+  service.SetEngine(engine->get(), model_name, chat_template.has_value() ? &*chat_template : nullptr);
   metrics.AttachEngine(engine->get(), model_name, INFERD_VERSION);
 
   std::atomic<bool> draining{false};

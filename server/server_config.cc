@@ -63,6 +63,8 @@ const std::vector<KeySpec>& Table() {
   static const auto* const table = new std::vector<KeySpec>{
       {"model", kEngine, StringKey{&C::model}, "model directory or file (default: the bundled models/stories260K)"},
       {"tokenizer", kEngine, StringKey{&C::tokenizer}, "tokenizer file (default: beside the model)"},
+      {"chat_template", kEngine, StringKey{&C::chat_template},
+       "Jinja chat template file for `messages` prompts (default: chat_template of tokenizer_config.json)"},
       {"backend", kEngine, StringKey{&C::backend, {"cpu", "cuda", "auto"}},
        "compute backend: cpu, cuda, or auto (cuda when a GPU is usable)"},
       {"dtype", kEngine, StringKey{&C::dtype, {"auto", "float32", "bfloat16", "float16"}},

@@ -18,6 +18,7 @@ struct ServerConfig {
   // Model and engine.
   std::string model;               // default: the bundled models/stories260K
   std::string tokenizer;           // default: beside the model
+  std::string chat_template;       // Jinja file; default: tokenizer_config.json's chat_template
   std::string backend = "cpu";     // cpu | cuda | auto
   std::string dtype = "auto";      // auto: float32 on the CPU, bfloat16 on CUDA
   double gpu_memory_utilization = 0.9;
