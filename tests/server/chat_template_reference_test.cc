@@ -34,7 +34,8 @@ const Json& Expected() {
 std::vector<ChatMessage> Messages(const Json& list) {
   std::vector<ChatMessage> out;
   for (const Json& m : list) {
-    ChatMessage message{.role = m["role"].get<std::string>()};
+    ChatMessage message;
+    message.role = m["role"].get<std::string>();
     if (m["content"].is_string()) {
       message.content = m["content"].get<std::string>();
     } else {

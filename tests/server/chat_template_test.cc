@@ -3,6 +3,10 @@
 // settings (trim_blocks, lstrip_blocks, loop controls, json.dumps tojson),
 // checked with Debian's python3-jinja2 when the case was written. Parse
 // errors name their line and column; render errors are statuses.
+#include <fstream>
+#include <random>
+#include <sstream>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -310,6 +314,57 @@ TEST(JinjaTemplate, LstripAndTrimBlocksCanBeTurnedOff) {
       Template::Parse("<\n  {% if true %}\n  x\n  {% endif %}\n>", LexerOptions{.trim_blocks = false, .lstrip_blocks = false});
   ASSERT_TRUE(plain.ok()) << plain.status();
   EXPECT_EQ(*plain->Render(Dict()), "<\n  \n  x\n  \n>");
+}
+
+TEST(JinjaTemplate, DeepNestingIsRefusedNotAStackOverflow) {
+  const std::string parens = "{{ " + std::string(5000, '(') + "1" + std::string(5000, ')') + " }}";
+  EXPECT_NE(Render(parens).find("nested deeper than"), std::string::npos);
+  std::string ifs;
+  for (int i = 0; i < 5000; ++i) ifs += "{% if true %}";
+  EXPECT_NE(Render(ifs).find("nested deeper than"), std::string::npos);
+  EXPECT_NE(Render("{{ " + std::string(5000, '-') + "1 }}").find("nested deeper than"), std::string::npos);
+}
+
+// Mangled real templates either fail to parse, fail to render, or render:
+// never crash or hang (ASan and UBSan builds make this stricter).
+TEST(JinjaTemplate, MangledTemplatesNeverCrash) {
+  std::vector<std::string> sources;
+  for (const char* file : {"chatml.jinja", "mistral.jinja", "features.jinja"}) {
+    std::ifstream in(std::string(INFERD_SOURCE_DIR) + "/tests/chat_template/data/templates/" + file);
+    std::ostringstream text;
+    text << in.rdbuf();
+    sources.push_back(text.str());
+    ASSERT_FALSE(sources.back().empty()) << file;
+  }
+  const char* pieces[] = {"{{", "}}", "{%", "%}", "{#", "#}", "(", ")", "[", "]", "{", "}", "|", " is ", " not ",
+                          "-", "'", "\"", "\\", " if ", " else ", ":", ",", ".", "loop", " in ", "~", "**", "\n"};
+  const std::string context = R"({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}],
+                                  "add_generation_prompt": true, "bos_token": "<s>", "eos_token": "</s>",
+                                  "settings": {"count": 2, "nested": {"inner": "x"}}, "tools": []})";
+  const Value variables = FromJson(nlohmann::ordered_json::parse(context));
+  std::mt19937 random(15);
+  int parsed = 0;
+  for (int i = 0; i < 1500; ++i) {
+    std::string source = sources[random() % sources.size()];
+    for (int edits = 1 + random() % 3; edits > 0; --edits) {
+      const size_t at = random() % (source.size() + 1);
+      switch (random() % 3) {
+        case 0:
+          source.erase(at, random() % 8);
+          break;
+        case 1:
+          source.insert(at, pieces[random() % std::size(pieces)]);
+          break;
+        default:
+          source.insert(at, source.substr(random() % source.size(), random() % 16));
+      }
+    }
+    absl::StatusOr<Template> t = Template::Parse(source);
+    if (!t.ok()) continue;
+    ++parsed;
+    (void)t->Render(variables.as_dict());
+  }
+  EXPECT_GT(parsed, 0);
 }
 
 }  // namespace
