@@ -1,5 +1,7 @@
 #include "server/chat_template/template.h"
 
+#include <exception>
+
 #include "absl/strings/str_cat.h"
 #include "server/chat_template/builtins.h"
 #include "server/chat_template/evaluator.h"
@@ -21,6 +23,10 @@ absl::StatusOr<std::string> Template::Render(const Dict& context) const {
   } catch (const RenderError& e) {
     return absl::InvalidArgumentError(absl::StrCat("line ", e.line, ", column ", e.column, ": ",
                                                    e.raised ? "raise_exception: " : "", e.message));
+  } catch (const std::exception& e) {
+    // A bug of ours (RenderError is the only error the evaluator means to
+    // throw): the request fails, the server does not.
+    return absl::InternalError(absl::StrCat("chat template evaluator: ", e.what()));
   }
 }
 

@@ -58,6 +58,7 @@ const std::map<std::string, std::string>& SampleValues() {
   static const auto* const values = new std::map<std::string, std::string>{
       {"model", "models/other"},
       {"tokenizer", "tok.bin"},
+      {"chat_template", "chat.jinja"},
       {"backend", "auto"},
       {"dtype", "bfloat16"},
       {"gpu_memory_utilization", "0.5"},
