@@ -112,10 +112,24 @@ Value Arithmetic(const std::string& op, const Value& a, const Value& b) {
 class Evaluator {
  public:
   explicit Evaluator(const Dict& context) : root_(std::make_shared<Frame>()) {
-    for (absl::string_view name : {"namespace", "range", "dict", "raise_exception", "strftime_now"}) {
+    for (absl::string_view name : {"range", "dict", "raise_exception", "strftime_now"}) {
       root_->variables[name] = GlobalFunction(name);
     }
+    auto make_namespace = std::make_shared<Callable>();
+    make_namespace->name = "namespace";
+    make_namespace->call = [this, builtin = GlobalFunction("namespace")](const CallArgs& args) {
+      Value ns = builtin.as_callable().call(args);
+      namespaces_.push_back(ns);
+      return ns;
+    };
+    root_->variables["namespace"] = Value(std::shared_ptr<const Callable>(std::move(make_namespace)));
     for (const auto& [k, v] : context.entries()) root_->variables[k] = v;
+  }
+
+  // A namespace is the one mutable value, so the only one that can end up
+  // holding itself (ns.self = ns); emptying them all frees such cycles.
+  ~Evaluator() {
+    for (const Value& ns : namespaces_) ns.as_namespace().attributes = Dict();
   }
 
   std::string Run(const Body& body) {
@@ -283,15 +297,19 @@ class Evaluator {
   }
 
   // A macro (or a call block's caller): renders its body in a frame of its
-  // own whose parent is where it was defined.
+  // own whose parent is where it was defined. It holds that frame weakly:
+  // the frame holds the macro, and a strong reference would be a cycle that
+  // outlives the render. A macro called after its frame ended (stored in a
+  // namespace from inside a loop) sees the template's top-level variables.
   Value MakeMacro(const Node& node, const std::shared_ptr<Frame>& defined_in) {
     auto macro = std::make_shared<Callable>();
     macro->name = node.kind == Node::Kind::kMacro ? node.text : "caller";
-    macro->call = [this, &node, defined_in](const CallArgs& args) {
+    macro->call = [this, &node, weak_defined_in = std::weak_ptr<Frame>(defined_in)](const CallArgs& args) {
       if (++depth_ > Template::kMaxCallDepth) {
         ThrowRenderError(absl::StrCat("macros nested deeper than ", Template::kMaxCallDepth, " calls"));
       }
-      auto scope = std::make_shared<Frame>(Frame{{}, defined_in});
+      std::shared_ptr<Frame> defined_in = weak_defined_in.lock();
+      auto scope = std::make_shared<Frame>(Frame{{}, defined_in != nullptr ? defined_in : root_});
       if (node.kind == Node::Kind::kMacro && !pending_caller_.is_undefined()) {
         scope->variables["caller"] = pending_caller_;
         pending_caller_ = Value();
@@ -440,6 +458,7 @@ class Evaluator {
   }
 
   std::shared_ptr<Frame> root_;
+  std::vector<Value> namespaces_;  // every namespace() of this render
   Value pending_caller_;  // the caller of the {% call %} block being entered
   int64_t steps_ = 0;
   int depth_ = 0;
