@@ -10,7 +10,7 @@ packages=(
   prometheus-cpp-dev libboost-dev
   libpcre2-dev libutf8proc-dev libsentencepiece-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-grpcio python3-protobuf
+  python3 python3-grpcio python3-protobuf python3-jinja2
   prometheus
   haproxy python3-yaml python3-numpy
 )

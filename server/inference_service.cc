@@ -106,9 +106,10 @@ InferenceService::InferenceService(RequestLimits limits, std::vector<RequestObse
       options_(options),
       tokenizer_pool_(options.tokenizer_threads, options.max_queued_tokenizations) {}
 
-void InferenceService::SetEngine(Engine* engine, const std::string& model_name) {
+void InferenceService::SetEngine(Engine* engine, const std::string& model_name, const ChatTemplate* chat_template) {
   limits_.model_name = model_name;
   limits_.max_prompt_bytes = MaxPromptBytes(*engine);
+  chat_template_ = chat_template;
   engine_.store(engine);
 }
 
@@ -223,7 +224,7 @@ absl::Status InferenceService::SubmitRequest(const v1::GenerateRequest& proto, c
   absl::Status status = engine.status();
   if (status.ok() && draining_) status = absl::UnavailableError("the server is draining; retry on another replica");
   absl::StatusOr<Request> request =
-      status.ok() ? ToEngineRequest(proto, (*engine)->model_config(), (*engine)->tokenizer(), limits_)
+      status.ok() ? ToEngineRequest(proto, (*engine)->model_config(), (*engine)->tokenizer(), limits_, chat_template_)
                   : absl::StatusOr<Request>(status);
   if (request.ok()) {
     const std::string client_id = request->id;

@@ -68,7 +68,9 @@ class InferenceService final : public InferenceServiceBase {
   // Until SetEngine, every call is answered UNAVAILABLE (the model loads
   // while the server already answers health checks).
   InferenceService(RequestLimits limits, std::vector<RequestObserver*> observers, ServiceOptions options = {});
-  void SetEngine(Engine* engine, const std::string& model_name);
+  // `chat_template` (may be null: the model has none) renders `messages`
+  // prompts; it must outlive the service.
+  void SetEngine(Engine* engine, const std::string& model_name, const ChatTemplate* chat_template = nullptr);
 
   // From now on new Generate calls get UNAVAILABLE.
   void StartDraining() { draining_ = true; }
@@ -128,6 +130,7 @@ class InferenceService final : public InferenceServiceBase {
                            grpc::ByteBuffer* response);
 
   std::atomic<Engine*> engine_{nullptr};
+  const ChatTemplate* chat_template_ = nullptr;  // set before engine_
   RequestLimits limits_;  // model_name and max_prompt_bytes are set with the engine
   const std::vector<RequestObserver*> observers_;
   const ServiceOptions options_;

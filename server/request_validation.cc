@@ -5,6 +5,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "server/chat_prompt.h"
 #include "server/status_mapping.h"
 
 namespace inferd {
@@ -72,7 +73,8 @@ std::string NewRequestId() {
 }
 
 absl::StatusOr<Request> ToEngineRequest(const v1::GenerateRequest& in, const ModelConfig& model,
-                                        const Tokenizer& tokenizer, const RequestLimits& limits) {
+                                        const Tokenizer& tokenizer, const RequestLimits& limits,
+                                        const ChatTemplate* chat_template) {
   Request out;
   if (static_cast<int>(in.request_id().size()) > limits.max_request_id_bytes) {
     return Invalid("request_id", absl::StrCat("longer than ", limits.max_request_id_bytes, " bytes"));
@@ -113,8 +115,21 @@ absl::StatusOr<Request> ToEngineRequest(const v1::GenerateRequest& in, const Mod
       if (absl::Status s = CheckTokenIds("token_ids.ids", in.token_ids().ids(), model.vocab_size); !s.ok()) return s;
       out.prompt_ids.assign(in.token_ids().ids().begin(), in.token_ids().ids().end());
       break;
+    case v1::GenerateRequest::kMessages: {
+      std::vector<ChatMessage> messages;
+      for (const v1::ChatMessage& m : in.messages().messages()) {
+        ChatMessage& message = messages.emplace_back();
+        message.role = m.role();
+        message.content = m.content();
+      }
+      absl::StatusOr<std::vector<int>> ids = EncodeChatPrompt(
+          chat_template, messages, in.has_add_generation_prompt() ? in.add_generation_prompt() : true, tokenizer);
+      if (!ids.ok()) return ids.status();
+      out.prompt_ids = *std::move(ids);
+      break;
+    }
     case v1::GenerateRequest::PROMPT_NOT_SET:
-      return Invalid("prompt", "set either text or token_ids");
+      return Invalid("prompt", "set one of text, token_ids or messages");
   }
   const int prompt_len = static_cast<int>(out.prompt_ids.size());
 

@@ -11,6 +11,7 @@
 #include "engine/request.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "inferd/v1/inference.pb.h"
+#include "server/chat_template/chat_template.h"
 
 namespace inferd {
 
@@ -32,8 +33,10 @@ struct RequestLimits {
   bool parse_special_tokens = true;
 };
 
+// `chat_template`: the model's, for `messages` prompts (null: it has none).
 absl::StatusOr<Request> ToEngineRequest(const v1::GenerateRequest& in, const ModelConfig& model,
-                                        const Tokenizer& tokenizer, const RequestLimits& limits);
+                                        const Tokenizer& tokenizer, const RequestLimits& limits,
+                                        const ChatTemplate* chat_template = nullptr);
 
 // A fresh id for requests that came without one.
 std::string NewRequestId();

@@ -16,6 +16,7 @@
 #include <memory>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "engine/engine.h"
@@ -24,11 +25,11 @@
 #include "server/auth_interceptor.h"
 #include "server/inference_service.h"
 #include "server/backend_factory.h"
+#include "server/chat_template/chat_template_loader.h"
 #include "server/connection_limit.h"
 #include "server/inference_service.h"
 #include "server/listen_check.h"
 #include "server/grpc_metrics.h"
-#include "server/http/chat_renderer.h"
 #include "server/http/http_server.h"
 #include "server/http/openai_api.h"
 #include "server/metrics.h"
@@ -39,14 +40,46 @@ namespace {
 
 constexpr char kReadinessService[] = "inferd.v1.Inference";
 
+// The model's chat template (nullopt: it has none). A model without a
+// tokenizer_config.json names its special tokens by the tokenizer's BOS and
+// EOS pieces ("<s>", "</s>"), so that --chat-template files can use them.
+absl::StatusOr<std::optional<ChatTemplate>> LoadModelChatTemplate(const ServerConfig& config,
+                                                                  const LoadedModel& model) {
+  absl::StatusOr<std::optional<ChatTemplate>> chat_template =
+      LoadChatTemplate(config.model, config.tokenizer, config.chat_template);
+  if (!chat_template.ok() || !chat_template->has_value()) return chat_template;
+  SpecialTokens special = (*chat_template)->special_tokens();
+  const ModelConfig& mc = model.weights->config;
+  const int vocab = model.tokenizer->vocab_size();
+  auto piece = [&](int id) -> std::optional<std::string> {
+    if (id < 0 || id >= vocab) return std::nullopt;
+    return std::string(absl::StripAsciiWhitespace(model.tokenizer->Piece(id)));
+  };
+  if (!special.bos_token.has_value() && !special.eos_token.has_value()) {
+    special.bos_token = piece(mc.bos_token_id);
+    special.eos_token = piece(model.tokenizer->eos_id());
+    (*chat_template)->set_special_tokens(std::move(special));
+  }
+  return chat_template;
+}
+
 absl::StatusOr<std::unique_ptr<Engine>> LoadEngine(const ServerConfig& config, Metrics* metrics,
-                                                   std::string* model_name) {
+                                                   std::string* model_name,
+                                                   std::optional<ChatTemplate>* chat_template) {
   absl::StatusOr<LoadedModel> model = LoadModel(config.model, LoadOptions{.tokenizer_path = config.tokenizer,
                                                                      .max_model_len = config.max_model_len,
                                                                      .kv_pool_bytes = CpuKvPoolBytes(config.backend, config.kv_cache_memory_mb)});
   if (!model.ok()) return model.status();
   const ModelConfig& mc = model->weights->config;
   *model_name = mc.name;
+  absl::StatusOr<std::optional<ChatTemplate>> loaded_template = LoadModelChatTemplate(config, *model);
+  if (!loaded_template.ok()) return loaded_template.status();
+  *chat_template = *std::move(loaded_template);
+  if (chat_template->has_value()) {
+    spdlog::info("chat template from {}", (*chat_template)->origin());
+  } else {
+    spdlog::info("no chat template: `messages` requests will be refused (see --chat-template)");
+  }
   absl::StatusOr<std::unique_ptr<Backend>> backend =
       CreateBackend(model->weights, BackendOptions{.backend = config.backend,
                                                    .dtype = config.dtype,
@@ -220,12 +253,7 @@ int RunServe(ServerConfig config) {
 
   // The OpenAI-compatible HTTP API answers from the start (503 while the
   // model loads), like the gRPC health service.
-  absl::StatusOr<std::unique_ptr<ChatRenderer>> chat_renderer = MakeBuiltinChatRenderer(config.chat_template);
-  if (!chat_renderer.ok()) {
-    spdlog::error("{}", std::string(chat_renderer.status().message()));
-    return 1;
-  }
-  OpenAiApi openai_api(&service, chat_renderer->get(), OpenAiLimits{.max_n = config.max_n});
+  OpenAiApi openai_api(&service, OpenAiLimits{.max_n = config.max_n});
   std::unique_ptr<HttpServer> http_server;
   if (config.http_port >= 0) {
     http_server = std::make_unique<HttpServer>(
@@ -285,13 +313,14 @@ int RunServe(ServerConfig config) {
                api_keys != nullptr ? "API keys required" : "no API keys", max_connections, file_limit);
 
   std::string model_name;
-  absl::StatusOr<std::unique_ptr<Engine>> engine = LoadEngine(config, &metrics, &model_name);
+  std::optional<ChatTemplate> chat_template;
+  absl::StatusOr<std::unique_ptr<Engine>> engine = LoadEngine(config, &metrics, &model_name, &chat_template);
   if (!engine.ok()) {
     spdlog::error("cannot start: {}", std::string(engine.status().message()));
     server->Shutdown();
     return 1;
   }
-  service.SetEngine(engine->get(), model_name);
+  service.SetEngine(engine->get(), model_name, chat_template.has_value() ? &*chat_template : nullptr);
   metrics.AttachEngine(engine->get(), model_name, INFERD_VERSION);
 
   std::atomic<bool> draining{false};

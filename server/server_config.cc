@@ -126,8 +126,9 @@ const std::vector<KeySpec>& Table() {
       {"max_stop_string_bytes", kLimits, IntKey{&C::max_stop_string_bytes, 1}, "longest stop string, in bytes"},
       {"max_logprobs", kLimits, IntKey{&C::max_logprobs, 0}, "most top logprobs a request may ask for"},
       {"max_n", kLimits, IntKey{&C::max_n, 1}, "HTTP: most choices (prompts x n) per completion request"},
-      {"chat_template", kEngine, StringKey{&C::chat_template, {"", "chatml"}},
-       "chat format for models without a template: '' (none: chat completions answer 400) or chatml (builtin)"},
+      {"chat_template", kEngine, StringKey{&C::chat_template},
+       "Jinja chat template for `messages` prompts: a file, or chatml (builtin); default: chat_template of "
+       "tokenizer_config.json"},
       {"drain_timeout_seconds", kLifecycle, DoubleKey{&C::drain_timeout_seconds, 0},
        "SIGTERM: running requests get this long"},
       {"stall_limit_seconds", kLifecycle, DoubleKey{&C::stall_limit_seconds, 0, /*min_exclusive=*/true},

@@ -62,7 +62,7 @@ struct ServerConfig {
   int max_stop_string_bytes = 256;
   int max_logprobs = 20;
   int max_n = 16;                       // HTTP: most choices (prompts x n) per completion
-  std::string chat_template;            // builtin chat format for models without one: "" (none) or "chatml"
+  std::string chat_template;            // Jinja file or "chatml"; default: tokenizer_config.json's chat_template
 
   // Lifecycle.
   double drain_timeout_seconds = 30;  // SIGTERM: running requests get this long

@@ -25,8 +25,8 @@ absl::Status MethodNotAllowed(const std::string& method, const std::string& path
 
 }  // namespace
 
-OpenAiApi::OpenAiApi(InferenceService* service, const ChatRenderer* renderer, OpenAiLimits limits)
-    : service_(service), renderer_(renderer), limits_(limits), created_(absl::ToUnixSeconds(absl::Now())) {}
+OpenAiApi::OpenAiApi(InferenceService* service, OpenAiLimits limits)
+    : service_(service), limits_(limits), created_(absl::ToUnixSeconds(absl::Now())) {}
 
 std::shared_ptr<CompletionCall> OpenAiApi::Handle(const std::string& method, const std::string& target,
                                                   const std::string& body,
@@ -67,7 +67,7 @@ std::shared_ptr<CompletionCall> OpenAiApi::Generate(ApiKind kind, const std::str
   absl::StatusOr<Engine*> engine = service_->ReadyEngine();
   absl::StatusOr<OpenAiRequest> request =
       !engine.ok()              ? absl::StatusOr<OpenAiRequest>(engine.status())
-      : kind == ApiKind::kChat ? ParseChatRequest(body, limits_, renderer_)
+      : kind == ApiKind::kChat ? ParseChatRequest(body, limits_)
                                 : ParseCompletionRequest(body, limits_);
   if (!request.ok()) {
     service_->RecordRefused("", request.status(), Protocol::kHttp);

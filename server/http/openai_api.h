@@ -9,7 +9,6 @@
 #include <memory>
 #include <string>
 
-#include "server/http/chat_renderer.h"
 #include "server/http/completion_call.h"
 #include "server/http/openai_request.h"
 #include "server/http/response_sink.h"
@@ -19,8 +18,7 @@ namespace inferd {
 
 class OpenAiApi {
  public:
-  // `renderer` may be null (no chat template: chat answers 400).
-  OpenAiApi(InferenceService* service, const ChatRenderer* renderer, OpenAiLimits limits);
+  OpenAiApi(InferenceService* service, OpenAiLimits limits);
 
   // Answers one request through `sink`. A completion that is still running
   // when this returns is returned, so that its connection can abort it.
@@ -37,7 +35,6 @@ class OpenAiApi {
   void Health(ResponseSink* sink);
 
   InferenceService* const service_;
-  const ChatRenderer* const renderer_;
   const OpenAiLimits limits_;
   const int64_t created_;  // the model's "created" in /v1/models: when it was loaded
 };

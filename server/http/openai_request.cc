@@ -281,26 +281,35 @@ absl::Status ParsePrompts(const json* prompt, const v1::GenerateRequest& common,
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<ChatMessage>> ParseMessages(const json* messages) {
+// The roles OpenAI's chat API accepts; the template decides what it renders.
+bool IsOpenAiRole(absl::string_view role) {
+  return role == "system" || role == "developer" || role == "user" || role == "assistant" || role == "tool";
+}
+
+absl::StatusOr<v1::ChatMessages> ParseMessages(const json* messages) {
   if (messages == nullptr) return Invalid("messages", "is required");
   if (!messages->is_array()) return Invalid("messages", absl::StrCat("must be an array, got ", TypeName(*messages)));
   if (messages->empty()) return Invalid("messages", "must hold at least one message");
-  std::vector<ChatMessage> out;
+  v1::ChatMessages out;
   for (size_t i = 0; i < messages->size(); ++i) {
     const json& m = (*messages)[i];
     const std::string where = absl::StrCat("[", i, "]");
     if (!m.is_object()) return Invalid("messages", absl::StrCat(where, " must be an object, got ", TypeName(m)));
-    ChatMessage message;
+    v1::ChatMessage& message = *out.add_messages();
     auto role = m.find("role");
     if (role == m.end() || !role->is_string()) {
       return Invalid("messages", absl::StrCat(where, ".role must be a string"));
     }
-    message.role = role->get<std::string>();
+    message.set_role(role->get<std::string>());
+    if (!IsOpenAiRole(message.role())) {
+      return Invalid("messages", absl::StrCat(where, ".role \"", message.role(),
+                                              "\" is not one of system, developer, user, assistant, tool"));
+    }
     auto content = m.find("content");
     if (content == m.end() || content->is_null()) {
-      if (message.role != "assistant") return Invalid("messages", absl::StrCat(where, ".content is required"));
+      if (message.role() != "assistant") return Invalid("messages", absl::StrCat(where, ".content is required"));
     } else if (content->is_string()) {
-      message.content = content->get<std::string>();
+      message.set_content(content->get<std::string>());
     } else if (content->is_array()) {
       std::vector<std::string> texts;
       for (size_t k = 0; k < content->size(); ++k) {
@@ -314,12 +323,11 @@ absl::StatusOr<std::vector<ChatMessage>> ParseMessages(const json* messages) {
         }
         texts.push_back(text->get<std::string>());
       }
-      message.content = absl::StrJoin(texts, "\n");
+      message.set_content(absl::StrJoin(texts, "\n"));
     } else {
       return Invalid("messages", absl::StrCat(where, ".content must be a string or an array of text parts, got ",
                                               TypeName(*content)));
     }
-    out.push_back(std::move(message));
   }
   return out;
 }
@@ -353,8 +361,7 @@ absl::StatusOr<OpenAiRequest> ParseCompletionRequest(const std::string& body, co
   return out;
 }
 
-absl::StatusOr<OpenAiRequest> ParseChatRequest(const std::string& body, const OpenAiLimits& limits,
-                                               const ChatRenderer* renderer) {
+absl::StatusOr<OpenAiRequest> ParseChatRequest(const std::string& body, const OpenAiLimits& limits) {
   absl::StatusOr<json> root = ParseBody(body);
   if (!root.ok()) return root.status();
   OpenAiRequest out;
@@ -374,11 +381,12 @@ absl::StatusOr<OpenAiRequest> ParseChatRequest(const std::string& body, const Op
   }
   std::optional<bool> add_generation_prompt;
   RETURN_IF_ERROR(f.Bool("add_generation_prompt", &add_generation_prompt));
-  absl::StatusOr<std::vector<ChatMessage>> messages = ParseMessages(f.Get("messages"));
+  absl::StatusOr<v1::ChatMessages> messages = ParseMessages(f.Get("messages"));
   if (!messages.ok()) return messages.status();
-  absl::StatusOr<std::string> prompt = RenderChat(renderer, *messages, add_generation_prompt.value_or(true));
-  if (!prompt.ok()) return prompt.status();
-  common.set_text(*std::move(prompt));
+  // Rendered by the model's chat template when the request is validated,
+  // the same path as gRPC's `messages` prompts (request_validation.h).
+  *common.mutable_messages() = *std::move(messages);
+  if (add_generation_prompt.has_value()) common.set_add_generation_prompt(*add_generation_prompt);
   out.prompts.push_back(std::move(common));
   return out;
 }

@@ -11,7 +11,6 @@
 
 #include "absl/status/statusor.h"
 #include "inferd/v1/inference.pb.h"
-#include "server/http/chat_renderer.h"
 
 namespace inferd {
 
@@ -40,8 +39,7 @@ struct OpenAiLimits {
 // Parses a body; InvalidArgument naming the field (OpenAI's `param`) when
 // it is malformed.
 absl::StatusOr<OpenAiRequest> ParseCompletionRequest(const std::string& body, const OpenAiLimits& limits);
-absl::StatusOr<OpenAiRequest> ParseChatRequest(const std::string& body, const OpenAiLimits& limits,
-                                               const ChatRenderer* renderer);
+absl::StatusOr<OpenAiRequest> ParseChatRequest(const std::string& body, const OpenAiLimits& limits);
 
 // Rewrites a status whose message starts with a GenerateRequest field path
 // ("sampling.temperature: ...") to name the OpenAI parameter instead

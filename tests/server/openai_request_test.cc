@@ -1,5 +1,6 @@
 // OpenAI JSON bodies -> GenerateRequests: shapes, types, the HTTP-only
 // fields, and the parameter names errors carry.
+#include "server/chat_template/chat_template_loader.h"
 #include "server/http/openai_request.h"
 
 #include <gmock/gmock.h>
@@ -76,31 +77,48 @@ TEST(OpenAiRequestTest, BadBodiesNameTheParameter) {
   EXPECT_TRUE(ParseCompletionRequest(R"({"prompt": "x", "temperature": null, "stop": null})", kLimits).ok());
 }
 
-TEST(OpenAiRequestTest, ChatRendersThroughTheRenderer) {
-  std::unique_ptr<ChatRenderer> chatml = MakeChatMlRenderer();
+TEST(OpenAiRequestTest, ChatCarriesMessagesToTheSharedTemplatePath) {
   absl::StatusOr<OpenAiRequest> r = ParseChatRequest(
       R"({"messages": [{"role": "system", "content": "Be brief."},
                        {"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "text", "text": "there"}]},
                        {"role": "assistant", "content": null}],
-          "max_tokens": 9, "max_completion_tokens": 4, "logprobs": true, "top_logprobs": 3})",
-      kLimits, chatml.get());
+          "max_tokens": 9, "max_completion_tokens": 4, "logprobs": true, "top_logprobs": 3,
+          "add_generation_prompt": false})",
+      kLimits);
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->prompts[0].text(),
-            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi\nthere<|im_end|>\n"
-            "<|im_start|>assistant\n<|im_end|>\n<|im_start|>assistant\n");
+  ASSERT_TRUE(r->prompts[0].has_messages());
+  const v1::ChatMessages& m = r->prompts[0].messages();
+  ASSERT_EQ(m.messages_size(), 3);
+  EXPECT_EQ(m.messages(0).role(), "system");
+  EXPECT_EQ(m.messages(0).content(), "Be brief.");
+  EXPECT_EQ(m.messages(1).content(), "Hi\nthere");  // text parts joined, as vLLM does
+  EXPECT_EQ(m.messages(2).role(), "assistant");
+  EXPECT_EQ(m.messages(2).content(), "");
+  EXPECT_FALSE(r->prompts[0].add_generation_prompt());
   EXPECT_EQ(r->prompts[0].stopping().max_tokens(), 4u);  // max_completion_tokens wins
   EXPECT_EQ(r->top_logprobs, 3);
   EXPECT_EQ(r->prompts[0].logprobs(), 3);
-  // No template: a clear 400-class error, not a crash.
-  absl::StatusOr<OpenAiRequest> none = ParseChatRequest(R"({"messages": [{"role": "user", "content": "x"}]})",
-                                                        kLimits, nullptr);
-  EXPECT_EQ(none.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(ParamOfError(ParseChatRequest(R"({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 1})",
-                                          kLimits, chatml.get())),
+                                          kLimits)),
             "top_logprobs");
-  EXPECT_EQ(ParamOfError(ParseChatRequest(R"({"messages": [{"role": "tool", "content": "x"}]})", kLimits,
-                                          chatml.get())),
+  EXPECT_EQ(ParamOfError(ParseChatRequest(R"({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]})",
+                                          kLimits)),
             "messages");
+  EXPECT_EQ(ParamOfError(ParseChatRequest(R"({"messages": []})", kLimits)), "messages");
+}
+
+TEST(OpenAiRequestTest, BuiltinChatMlTemplateRendersChatMl) {
+  absl::StatusOr<std::optional<ChatTemplate>> chatml = LoadChatTemplate("dummy:tiny", "", "chatml");
+  ASSERT_TRUE(chatml.ok()) << chatml.status();
+  ASSERT_TRUE(chatml->has_value());
+  ChatMessage system, user;
+  system.role = "system";
+  system.content = "Be brief.";
+  user.role = "user";
+  user.content = "Hi";
+  absl::StatusOr<std::string> text = RenderChat(**chatml, {system, user}, /*add_generation_prompt=*/true);
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(*text, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
 }
 
 TEST(OpenAiRequestTest, ValidationMessagesUseOpenAiNames) {

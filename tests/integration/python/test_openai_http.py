@@ -371,12 +371,13 @@ class OpenAiHttpTest(ServerTestCase):
     # --- the same engine road as gRPC -------------------------------------
 
     def test_same_tokens_as_grpc_stream(self):
-        chat_prompt = "<|im_start|>user\nTell me a story<|im_end|>\n<|im_start|>assistant\n"
+        # Chat goes through the same template path as gRPC's `messages` prompts.
+        chat_prompt = pb.ChatMessages(messages=[pb.ChatMessage(role="user", content="Tell me a story")])
         cases = [
             ("/v1/completions", {"prompt": PROMPT}, PROMPT),
             ("/v1/chat/completions", {"messages": [{"role": "user", "content": "Tell me a story"}]}, chat_prompt),
         ]
-        for path, fields, grpc_text in cases:
+        for path, fields, grpc_prompt in cases:
             with self.subTest(path=path):
                 body = {"model": self.model, "max_tokens": 40, "temperature": 0.9, "seed": 1234, "stream": True,
                         "logprobs": 1 if path == "/v1/completions" else True,
@@ -394,7 +395,8 @@ class OpenAiHttpTest(ServerTestCase):
                             text += choice["delta"].get("content", "")
                             if choice["logprobs"]:
                                 logprobs += [c["logprob"] for c in choice["logprobs"]["content"]]
-                grpc_request = pb.GenerateRequest(text=grpc_text, logprobs=1)
+                grpc_request = (pb.GenerateRequest(text=grpc_prompt, logprobs=1) if isinstance(grpc_prompt, str)
+                                else pb.GenerateRequest(messages=grpc_prompt, logprobs=1))
                 grpc_request.sampling.temperature = 0.9
                 grpc_request.sampling.seed = 1234
                 grpc_request.stopping.max_tokens = 40
