@@ -60,7 +60,7 @@ COPY --from=build /out/bin/ /usr/local/bin/
 COPY --from=build /out/models/ /opt/inferd/models/
 ENV INFERD_MODELS_DIR=/opt/inferd/models
 USER 10001:10001
-EXPOSE 50051 9400
+EXPOSE 50051 9400 8000
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["inferd"]
 CMD ["serve"]

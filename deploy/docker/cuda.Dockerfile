@@ -59,7 +59,7 @@ COPY --from=build /out/models/ /opt/inferd/models/
 ENV INFERD_MODELS_DIR=/opt/inferd/models
 ENV NVIDIA_VISIBLE_DEVICES=all NVIDIA_DRIVER_CAPABILITIES=compute,utility
 USER 10001:10001
-EXPOSE 50051 9400
+EXPOSE 50051 9400 8000
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["inferd"]
 CMD ["serve", "--backend", "cuda"]

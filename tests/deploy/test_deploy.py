@@ -99,6 +99,7 @@ class OverlayTest(unittest.TestCase):
     def test_ports_are_the_configured_ones(self):
         self.assertEqual(self.r.ports["grpc"], self.r.config["port"])
         self.assertEqual(self.r.ports["metrics"], self.r.config["metrics_port"])
+        self.assertEqual(self.r.ports["http"], self.r.config["http_port"])
 
     def test_probes_use_grpc_health_on_the_served_port(self):
         c = self.r.container
@@ -135,7 +136,7 @@ class OverlayTest(unittest.TestCase):
         service = one(self.r.objects, "Service", "inferd")
         self.assertTrue(selects(service["spec"]["selector"], self.r.pod["metadata"]["labels"]))
         ports = {p["name"]: p for p in service["spec"]["ports"]}
-        self.assertEqual(set(ports), {"grpc", "metrics"})
+        self.assertEqual(set(ports), {"grpc", "metrics", "http"})
         for name, port in ports.items():
             self.assertEqual(self.r.resolve_port(port["targetPort"]), self.r.ports[name])
 
@@ -154,8 +155,8 @@ class OverlayTest(unittest.TestCase):
     def test_network_policy_opens_the_served_ports(self):
         policy = one(self.r.objects, "NetworkPolicy")
         opened = {self.r.resolve_port(p["port"]) for rule in policy["spec"]["ingress"] for p in rule["ports"]}
-        self.assertEqual(opened, {self.r.config["port"], self.r.config["metrics_port"]})
-        # gRPC from anywhere; metrics only from named sources.
+        self.assertEqual(opened, {self.r.config["port"], self.r.config["metrics_port"], self.r.config["http_port"]})
+        # gRPC and HTTP from anywhere; metrics only from named sources.
         for rule in policy["spec"]["ingress"]:
             ports = {self.r.resolve_port(p["port"]) for p in rule["ports"]}
             if self.r.config["metrics_port"] in ports:
@@ -341,7 +342,7 @@ class DockerfilesTest(unittest.TestCase):
         for keyword in ("ENTRYPOINT", "EXPOSE", "USER", "STOPSIGNAL"):
             self.assertEqual(self.values(self.cpu, keyword), self.values(self.cuda, keyword), keyword)
         self.assertEqual(self.values(self.cpu, "ENTRYPOINT"), ['["inferd"]'])
-        self.assertEqual(self.values(self.cpu, "EXPOSE"), ["50051 9400"])
+        self.assertEqual(self.values(self.cpu, "EXPOSE"), ["50051 9400 8000"])
         self.assertNotIn(self.values(self.cpu, "USER")[0].split(":")[0], ("0", "root"))
         for stage in (self.cpu, self.cuda):
             self.assertEqual(json.loads(self.values(stage, "CMD")[0])[0], "serve")
