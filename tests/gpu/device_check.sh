@@ -10,7 +10,8 @@
 #    copies them into build/gpu-bundle with every shared library they need
 #    that the device lacks (gRPC, Protobuf, Abseil, yaml-cpp, prometheus-cpp,
 #    spdlog, fmt, ...: everything but glibc, the driver, cuBLAS and cudart) and
-#    the golden outputs. At most 64 MiB; the one path to carry (the device
+#    the golden outputs, packed as build/gpu-bundle.tar.xz (at most 64 MiB;
+#    unpacked there on the first run): the one path to carry (the device
 #    tool sends the checkout its session started in: a bundle built in
 #    another worktree must be copied there first).
 #        tests/gpu/device_check.sh --dry-run             # here: every step, its cap
@@ -35,6 +36,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT" || exit 1
 BUNDLE=build/gpu-bundle
+ARCHIVE=build/gpu-bundle.tar.xz
 BUNDLE_LIMIT_BYTES=$((64 * 1024 * 1024))
 DEADLINE_S=540
 TESTS=(cuda_kernels_test cuda_gemm_test cuda_attention_test cuda_dummy_weights_test cuda_backend_test
@@ -103,14 +105,27 @@ bundle() {
   git -C "$ROOT" rev-parse --short HEAD > "$BUNDLE/commit" 2>/dev/null
   [ -z "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ] || echo "(with uncommitted changes)" >> "$BUNDLE/commit"
   ls -la "$BUNDLE/lib"
+  # Carried as one xz archive: the stripped binaries and libraries take more
+  # than the 64 MiB the device tool carries, but compress about 7:1.
   local bytes
   bytes=$(du -sb "$BUNDLE" | cut -f1)
-  echo "bundle: $BUNDLE, $((bytes / 1024 / 1024)) MiB"
+  echo "bundle: $BUNDLE, $((bytes / 1024 / 1024)) MiB; compressing to $ARCHIVE"
+  tar -C "$(dirname "$BUNDLE")" -cf - "$(basename "$BUNDLE")" | xz -T0 -6 > "$ARCHIVE" || exit 1
+  bytes=$(stat -c %s "$ARCHIVE")
+  echo "bundle: $ARCHIVE, $((bytes / 1024 / 1024)) MiB"
   if [ "$bytes" -gt "$BUNDLE_LIMIT_BYTES" ]; then
-    echo "device_check: the bundle is over 64 MiB (the device tool carries at most that)" >&2
+    echo "device_check: $ARCHIVE is over 64 MiB (the device tool carries at most that)" >&2
     exit 1
   fi
-  echo "carry: [\"$BUNDLE\"]   command: tests/gpu/device_check.sh   timeout_s: 600"
+  echo "carry: [\"$ARCHIVE\"]   command: tests/gpu/device_check.sh   timeout_s: 600"
+}
+
+# There: the carried archive becomes the bundle (tar with xz, or Python's
+# tarfile where xz is missing).
+unpack() {
+  [ -d "$BUNDLE" ] || [ ! -f "$ARCHIVE" ] && return 0
+  tar -C "$(dirname "$BUNDLE")" -xJf "$ARCHIVE" 2>/dev/null ||
+    python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$ARCHIVE" "$(dirname "$BUNDLE")"
 }
 
 if [ "${1:-}" = "bundle" ]; then
@@ -119,6 +134,7 @@ if [ "${1:-}" = "bundle" ]; then
 fi
 DRY_RUN=0
 [ "${1:-}" = "--dry-run" ] && DRY_RUN=1
+unpack || { echo "device_check: cannot unpack $ARCHIVE" >&2; exit 1; }
 
 # ---------------------------------------------------------------- the run (there)
 OUT=${OUT:-$ROOT/build-device-check}  # (ignored by git)
