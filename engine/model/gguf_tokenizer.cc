@@ -57,17 +57,34 @@ class BosOverride : public Tokenizer {
   bool add_bos_;
 };
 
+// The tokenizer.ggml.* metadata of one file, and its errors.
+class TokenizerMetadata {
+ public:
+  explicit TokenizerMetadata(const GgufFile& f) : f_(f) {}
+  // The value of `key`, or null when the file has none.
+  const nlohmann::json* find(const std::string& key) const {
+    auto it = f_.metadata().find(key);
+    return it == f_.metadata().end() ? nullptr : &it->second;
+  }
+  // An integer id, or -1 when absent.
+  int id_of(const std::string& key) const {
+    const nlohmann::json* v = find(key);
+    return v != nullptr && v->is_number_integer() ? v->get<int>() : -1;
+  }
+  absl::Status bad(const std::string& what) const {
+    return absl::InvalidArgumentError(absl::StrCat(f_.path(), ": tokenizer metadata: ", what));
+  }
+
+ private:
+  const GgufFile& f_;
+};
+
 }  // namespace
 
 absl::StatusOr<std::pair<nlohmann::json, nlohmann::json>> Gpt2TokenizerJson(const GgufFile& f) {
-  const auto& meta = f.metadata();
-  auto find = [&meta](const std::string& key) -> const nlohmann::json* {
-    auto it = meta.find(key);
-    return it == meta.end() ? nullptr : &it->second;
-  };
-  auto bad = [&f](const std::string& what) {
-    return absl::InvalidArgumentError(absl::StrCat(f.path(), ": tokenizer metadata: ", what));
-  };
+  const TokenizerMetadata meta(f);
+  auto find = [&meta](const std::string& key) { return meta.find(key); };
+  auto bad = [&meta](const std::string& what) { return meta.bad(what); };
   const nlohmann::json* tokens = find("tokenizer.ggml.tokens");
   if (tokens == nullptr || !tokens->is_array()) return bad("tokenizer.ggml.tokens is missing");
   const nlohmann::json* merges = find("tokenizer.ggml.merges");
@@ -110,28 +127,19 @@ absl::StatusOr<std::pair<nlohmann::json, nlohmann::json>> Gpt2TokenizerJson(cons
         {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false},
         // llama.cpp's llama-bpe pre-tokenizer is Llama 3's, which sets it.
         {"ignore_merges", pre == "llama-bpe" || pre == "llama3"}, {"vocab", vocab}, {"merges", *merges}}}};
-  auto id_of = [&](const char* key) {
-    const nlohmann::json* v = find(key);
-    return v != nullptr && v->is_number_integer() ? v->get<int64_t>() : int64_t{-1};
-  };
   const nlohmann::json* add_bos = find("tokenizer.ggml.add_bos_token");
   nlohmann::json config = {{"add_bos_token", add_bos != nullptr && add_bos->is_boolean() && add_bos->get<bool>()},
                            {"add_eos_token", false}};
-  const int64_t bos = id_of("tokenizer.ggml.bos_token_id"), eos = id_of("tokenizer.ggml.eos_token_id");
+  const int64_t bos = meta.id_of("tokenizer.ggml.bos_token_id"), eos = meta.id_of("tokenizer.ggml.eos_token_id");
   if (bos >= 0 && static_cast<size_t>(bos) < tokens->size()) config["bos_token"] = (*tokens)[bos];
   if (eos >= 0 && static_cast<size_t>(eos) < tokens->size()) config["eos_token"] = (*tokens)[eos];
   return std::make_pair(std::move(tokenizer), std::move(config));
 }
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadGgufTokenizer(const GgufFile& f) {
-  const auto& meta = f.metadata();
-  auto find = [&meta](const std::string& key) -> const nlohmann::json* {
-    auto it = meta.find(key);
-    return it == meta.end() ? nullptr : &it->second;
-  };
-  auto bad = [&f](const std::string& what) {
-    return absl::InvalidArgumentError(absl::StrCat(f.path(), ": tokenizer metadata: ", what));
-  };
+  const TokenizerMetadata meta(f);
+  auto find = [&meta](const std::string& key) { return meta.find(key); };
+  auto bad = [&meta](const std::string& what) { return meta.bad(what); };
   const nlohmann::json* model = find("tokenizer.ggml.model");
   const nlohmann::json* tokens = find("tokenizer.ggml.tokens");
   if (model == nullptr || !model->is_string() || tokens == nullptr || !tokens->is_array()) {
@@ -143,12 +151,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadGgufTokenizer(const GgufFile& f) 
     if (!t.is_string()) return bad("tokenizer.ggml.tokens must be strings");
     pieces.push_back(t.get<std::string>());
   }
-  auto id_of = [&](const char* key, int fallback) {
-    const nlohmann::json* v = find(key);
-    return v != nullptr && v->is_number_integer() ? v->get<int>() : fallback;
-  };
   const nlohmann::json* add_bos_json = find("tokenizer.ggml.add_bos_token");
-  const int bos = id_of("tokenizer.ggml.bos_token_id", -1), eos = id_of("tokenizer.ggml.eos_token_id", -1);
+  const int bos = meta.id_of("tokenizer.ggml.bos_token_id"), eos = meta.id_of("tokenizer.ggml.eos_token_id");
 
   if (*model == "llama") {
     const nlohmann::json* scores = find("tokenizer.ggml.scores");

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/testing/golden.h"
 #include "tests/testing/subprocess.h"
 
 namespace inferd {
@@ -15,14 +16,7 @@ namespace {
 using ::inferd::testing::RunCommand;
 using ::inferd::testing::ShellQuote;
 
-std::vector<nlohmann::json> GoldenLines() {
-  std::ifstream in(INFERD_SHARED_DIR "/golden/stories260K_greedy_public.jsonl");
-  std::vector<nlohmann::json> lines;
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty()) lines.push_back(nlohmann::json::parse(line));
-  }
-  return lines;
-}
+using ::inferd::testing::GoldenLines;
 
 nlohmann::json Generate(const std::string& model_arg, const std::string& prompt, int max_tokens,
                         const std::string& extra = "") {

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/testing/golden.h"
 #include "tests/testing/stories260k_export.h"
 #include "tests/testing/subprocess.h"
 
@@ -23,20 +24,8 @@ using ::inferd::testing::RunCommand;
 using ::inferd::testing::ShellQuote;
 
 constexpr char kTok512[] = INFERD_SOURCE_DIR "/models/stories260K/tok512.bin";
-// Until the tokenizer branch lands, tokenizer.json cannot be read; the
-// tests that need it skip on this message and run for real after the merge.
-constexpr char kPendingTokenizer[] = "arrives with the tokenizer branch";
-// The CPU backend before its F16/BF16/Q8_0 kernels land.
-constexpr char kPendingKernels[] = "needs model features the CPU backend lacks";
 
-std::vector<nlohmann::json> GoldenLines() {
-  std::ifstream in(INFERD_SHARED_DIR "/golden/stories260K_greedy_public.jsonl");
-  std::vector<nlohmann::json> lines;
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty()) lines.push_back(nlohmann::json::parse(line));
-  }
-  return lines;
-}
+using ::inferd::testing::GoldenLines;
 
 // Every golden prompt in one `inferd generate --prompts-file` run (the
 // engine batches them; greedy output does not depend on the batch).
@@ -110,22 +99,13 @@ TEST(ExportedGoldenTest, HfTwoShardsWithTok512) {
 TEST(ExportedGoldenTest, GgufF32) { ExpectGolden(GenerateAll(ExportedStories260K() + "/stories260K-f32.gguf")); }
 
 // With the tokenizer.json the directory ships (derived from tok512's scores).
-TEST(ExportedGoldenTest, HfSingleFileOwnTokenizer) {
-  const GenerateRun run = GenerateAll(ExportedStories260K() + "/hf");
-  if (run.output.find(kPendingTokenizer) != std::string::npos) GTEST_SKIP() << run.output;
-  ExpectGolden(run);
-}
+TEST(ExportedGoldenTest, HfSingleFileOwnTokenizer) { ExpectGolden(GenerateAll(ExportedStories260K() + "/hf")); }
 
-TEST(ExportedGoldenTest, HfTwoShardsOwnTokenizer) {
-  const GenerateRun run = GenerateAll(ExportedStories260K() + "/hf-sharded");
-  if (run.output.find(kPendingTokenizer) != std::string::npos) GTEST_SKIP() << run.output;
-  ExpectGolden(run);
-}
+TEST(ExportedGoldenTest, HfTwoShardsOwnTokenizer) { ExpectGolden(GenerateAll(ExportedStories260K() + "/hf-sharded")); }
 
 // Lower-precision weights stay close to the fp32 reference: the same first
 // token on every golden prompt, the same first 8 tokens on most.
 void ExpectClose(const GenerateRun& run) {
-  if (run.output.find(kPendingKernels) != std::string::npos) GTEST_SKIP() << run.output;
   ASSERT_EQ(run.exit_code, 0) << run.output;
   const auto golden = GoldenLines();
   ASSERT_EQ(run.results.size(), golden.size()) << run.output;
