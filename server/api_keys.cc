@@ -39,6 +39,8 @@ std::optional<std::string> BearerToken(const std::string& authorization) {
   return token;
 }
 
+std::string TenantScope(const std::string& tenant) { return absl::StrCat("tenant:", tenant); }
+
 absl::StatusOr<std::vector<ApiKeys::Entry>> ApiKeys::Parse(const std::string& path, const std::string& text) {
   std::vector<Entry> entries;
   int line_number = 0;

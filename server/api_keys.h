@@ -63,6 +63,9 @@ class ApiKeys {
   absl::Time last_check_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
+// The request-id scope (request_ids.h) of a tenant's calls, on every protocol.
+std::string TenantScope(const std::string& tenant);
+
 // The value of an "authorization: Bearer KEY" header: KEY, or nullopt if the
 // header is not a bearer token.
 std::optional<std::string> BearerToken(const std::string& authorization);

@@ -82,10 +82,7 @@ class AuthInterceptorFactory final : public grpc::experimental::ServerIntercepto
  public:
   AuthInterceptorFactory(ApiKeys* keys, prometheus::Registry* registry)
       : keys_(keys),
-        tenant_requests_(&prometheus::BuildCounter()
-                              .Name("inferd_tenant_requests_total")
-                              .Help("Authenticated calls to inferd.v1.Inference, by API-key tenant.")
-                              .Register(*registry)) {}
+        tenant_requests_(TenantRequestsFamily(registry)) {}
 
   grpc::experimental::Interceptor* CreateServerInterceptor(grpc::experimental::ServerRpcInfo* info) override {
     return new AuthInterceptor(keys_, tenant_requests_, info);
@@ -105,6 +102,14 @@ std::optional<std::string> MetadataValue(const grpc::ServerContextBase& context,
 
 }  // namespace
 
+prometheus::Family<prometheus::Counter>* TenantRequestsFamily(prometheus::Registry* registry) {
+  // The registry merges families of one name: every caller gets this one.
+  return &prometheus::BuildCounter()
+              .Name("inferd_tenant_requests_total")
+              .Help("Authenticated gRPC calls to inferd.v1.Inference and HTTP /v1 requests, by API-key tenant.")
+              .Register(*registry);
+}
+
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> MakeAuthInterceptorFactory(
     ApiKeys* keys, prometheus::Registry* registry) {
   return std::make_unique<AuthInterceptorFactory>(keys, registry);
@@ -117,7 +122,7 @@ absl::StatusOr<std::string> CallerScope(const grpc::ServerContextBase& context, 
   }
   std::optional<std::string> tenant = MetadataValue(context, kTenantMetadata);
   if (!tenant.has_value()) return absl::UnauthenticatedError("missing API key");
-  return absl::StrCat("tenant:", *tenant);
+  return TenantScope(*tenant);
 }
 
 }  // namespace inferd

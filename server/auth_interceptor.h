@@ -8,6 +8,8 @@
 #pragma once
 
 #include <grpcpp/support/server_interceptor.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
 #include <prometheus/registry.h>
 
 #include <memory>
@@ -19,6 +21,10 @@ namespace inferd {
 
 inline constexpr char kTenantMetadata[] = "x-inferd-tenant";
 inline constexpr char kAuthErrorMetadata[] = "x-inferd-auth-error";
+
+// inferd_tenant_requests_total{tenant}: counted by the gRPC interceptor and
+// the HTTP front alike.
+prometheus::Family<prometheus::Counter>* TenantRequestsFamily(prometheus::Registry* registry);
 
 // `keys` null: no authentication, but client-sent kTenantMetadata and
 // kAuthErrorMetadata entries are still dropped.

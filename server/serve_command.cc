@@ -253,7 +253,8 @@ int RunServe(ServerConfig config) {
 
   // The OpenAI-compatible HTTP API answers from the start (503 while the
   // model loads), like the gRPC health service.
-  OpenAiApi openai_api(&service, OpenAiLimits{.max_n = config.max_n});
+  OpenAiApi openai_api(&service, OpenAiLimits{.max_n = config.max_n}, api_keys.get(),
+                       TenantRequestsFamily(&metrics.registry()));
   std::unique_ptr<HttpServer> http_server;
   if (config.http_port >= 0) {
     http_server = std::make_unique<HttpServer>(

@@ -46,7 +46,10 @@ constexpr StatusRow kStatusTable[] = {
      {400, "invalid_request_error", nullptr}},
     {absl::StatusCode::kNotFound, nullptr, grpc::NOT_FOUND, {404, "not_found_error", nullptr}},
     {absl::StatusCode::kAlreadyExists, nullptr, grpc::ALREADY_EXISTS, {409, "invalid_request_error", nullptr}},
-    {absl::StatusCode::kUnauthenticated, nullptr, grpc::UNAUTHENTICATED, {401, "authentication_error", nullptr}},
+    // As OpenAI answers a wrong key, and (code null) a missing one.
+    {absl::StatusCode::kUnauthenticated, kReasonInvalidApiKey, grpc::UNAUTHENTICATED,
+     {401, "invalid_request_error", "invalid_api_key"}},
+    {absl::StatusCode::kUnauthenticated, nullptr, grpc::UNAUTHENTICATED, {401, "invalid_request_error", nullptr}},
     {absl::StatusCode::kPermissionDenied, nullptr, grpc::PERMISSION_DENIED, {403, "permission_error", nullptr}},
     {absl::StatusCode::kResourceExhausted, nullptr, grpc::RESOURCE_EXHAUSTED,
      {429, "rate_limit_error", "queue_full"}},

@@ -24,6 +24,7 @@ inline constexpr char kReasonModelNotFound[] = "MODEL_NOT_FOUND";
 inline constexpr char kReasonPromptTooLong[] = "PROMPT_TOO_LONG";
 inline constexpr char kReasonRequestTooLarge[] = "REQUEST_TOO_LARGE";
 inline constexpr char kReasonMethodNotAllowed[] = "METHOD_NOT_ALLOWED";
+inline constexpr char kReasonInvalidApiKey[] = "INVALID_API_KEY";
 
 // Adds a google.rpc.ErrorInfo detail (reason such as "PROMPT_TOO_LONG").
 void AttachErrorInfo(absl::Status* status, const std::string& reason,

@@ -18,11 +18,12 @@ std::string NewCallId(ApiKind kind) {
 }  // namespace
 
 CompletionCall::CompletionCall(OpenAiRequest request, InferenceService* service, Engine* engine,
-                               std::string model_name, std::shared_ptr<ResponseSink> sink)
+                               std::string model_name, std::string scope, std::shared_ptr<ResponseSink> sink)
     : request_(std::move(request)),
       service_(service),
       engine_(engine),
       model_name_(std::move(model_name)),
+      scope_(std::move(scope)),
       sink_(std::move(sink)),
       id_(NewCallId(request_.kind)),
       created_(absl::ToUnixSeconds(absl::Now())),
@@ -37,7 +38,7 @@ absl::Status CompletionCall::Submit(int c) {
   if (proto.sampling().has_seed()) proto.mutable_sampling()->set_seed(proto.sampling().seed() + c % request_.n);
   std::string engine_id;
   const absl::Status status = service_->SubmitRequest(
-      proto, /*scope=*/"http", Protocol::kHttp, std::nullopt,
+      proto, scope_, Protocol::kHttp, std::nullopt,
       [self = shared_from_this(), c](RequestOutput output) {
         self->sink_->Post([self, c, output = std::move(output)]() mutable { self->OnOutput(c, std::move(output)); });
       },

@@ -25,8 +25,9 @@ namespace inferd {
 
 class CompletionCall : public std::enable_shared_from_this<CompletionCall> {
  public:
+  // `scope`: the caller's request-id scope (request_ids.h).
   CompletionCall(OpenAiRequest request, InferenceService* service, Engine* engine, std::string model_name,
-                 std::shared_ptr<ResponseSink> sink);
+                 std::string scope, std::shared_ptr<ResponseSink> sink);
 
   // Submits the first sample of every prompt; the other n - 1 follow once
   // it has produced its first token, so they find its prompt's KV blocks in
@@ -66,6 +67,7 @@ class CompletionCall : public std::enable_shared_from_this<CompletionCall> {
   InferenceService* const service_;
   Engine* const engine_;
   const std::string model_name_;
+  const std::string scope_;
   const std::shared_ptr<ResponseSink> sink_;
   const std::string id_;  // "cmpl-..." or "chatcmpl-..."
   const int64_t created_;

@@ -88,8 +88,8 @@ void HttpSession::Handle(Request request) {
   in_exchange_ = true;
   keep_alive_ = request.keep_alive() && !closing_;
   head_only_ = request.method() == http::verb::head;
-  call_ = api_->Handle(std::string(request.method_string()), std::string(request.target()), request.body(),
-                       shared_from_this());
+  call_ = api_->Handle(std::string(request.method_string()), std::string(request.target()),
+                       std::string(request[http::field::authorization]), request.body(), shared_from_this());
   if (call_ != nullptr && call_->done()) call_.reset();
   // The next request, or the news that the client has gone.
   Read();

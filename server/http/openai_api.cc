@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/http/openai_response.h"
 #include "server/status_mapping.h"
@@ -25,13 +26,49 @@ absl::Status MethodNotAllowed(const std::string& method, const std::string& path
 
 }  // namespace
 
-OpenAiApi::OpenAiApi(InferenceService* service, OpenAiLimits limits)
-    : service_(service), limits_(limits), created_(absl::ToUnixSeconds(absl::Now())) {}
+OpenAiApi::OpenAiApi(InferenceService* service, OpenAiLimits limits, ApiKeys* keys,
+                     prometheus::Family<prometheus::Counter>* tenant_requests)
+    : service_(service),
+      limits_(limits),
+      keys_(keys),
+      tenant_requests_(tenant_requests),
+      created_(absl::ToUnixSeconds(absl::Now())) {}
+
+absl::StatusOr<std::string> OpenAiApi::Authenticate(const std::string& authorization) {
+  if (keys_ == nullptr) return "http";
+  // The messages are OpenAI's, less its links; the key itself is never
+  // repeated (nor logged).
+  if (authorization.empty()) {
+    return absl::UnauthenticatedError(
+        "You didn't provide an API key. You need to provide your API key in an Authorization header using "
+        "Bearer auth (i.e. Authorization: Bearer YOUR_KEY).");
+  }
+  std::optional<std::string> tenant;
+  if (std::optional<std::string> token = BearerToken(authorization)) tenant = keys_->TenantOf(*token);
+  if (!tenant.has_value()) {
+    absl::Status status = absl::UnauthenticatedError("Incorrect API key provided.");
+    AttachErrorInfo(&status, kReasonInvalidApiKey, {});
+    return status;
+  }
+  if (tenant_requests_ != nullptr) tenant_requests_->Add({{"tenant", *tenant}}).Increment();
+  return TenantScope(*tenant);
+}
 
 std::shared_ptr<CompletionCall> OpenAiApi::Handle(const std::string& method, const std::string& target,
-                                                  const std::string& body,
+                                                  const std::string& authorization, const std::string& body,
                                                   const std::shared_ptr<ResponseSink>& sink) {
   const std::string path = target.substr(0, target.find('?'));
+  // As OpenAI does, the key is checked before the path: without one, not
+  // even an unknown /v1 path is told apart.
+  std::string scope = "http";
+  if (absl::StartsWith(path, "/v1/")) {
+    absl::StatusOr<std::string> caller = Authenticate(authorization);
+    if (!caller.ok()) {
+      RespondError(caller.status(), sink.get());
+      return nullptr;
+    }
+    scope = *std::move(caller);
+  }
   struct Route {
     const char* path;
     const char* method;
@@ -47,8 +84,8 @@ std::shared_ptr<CompletionCall> OpenAiApi::Handle(const std::string& method, con
       RespondError(MethodNotAllowed(method, path, route.method), sink.get());
       return nullptr;
     }
-    if (path == "/v1/completions") return Generate(ApiKind::kCompletion, body, sink);
-    if (path == "/v1/chat/completions") return Generate(ApiKind::kChat, body, sink);
+    if (path == "/v1/completions") return Generate(ApiKind::kCompletion, scope, body, sink);
+    if (path == "/v1/chat/completions") return Generate(ApiKind::kChat, scope, body, sink);
     if (path == "/v1/models") Models(sink.get());
     if (path == "/health") Health(sink.get());
     if (path == "/version") sink->Respond(200, Dump({{"version", service_->limits().server_version}}));
@@ -62,7 +99,7 @@ std::shared_ptr<CompletionCall> OpenAiApi::Handle(const std::string& method, con
 
 void OpenAiApi::Refuse(const absl::Status& status, ResponseSink* sink) { RespondError(status, sink); }
 
-std::shared_ptr<CompletionCall> OpenAiApi::Generate(ApiKind kind, const std::string& body,
+std::shared_ptr<CompletionCall> OpenAiApi::Generate(ApiKind kind, const std::string& scope, const std::string& body,
                                                     const std::shared_ptr<ResponseSink>& sink) {
   absl::StatusOr<Engine*> engine = service_->ReadyEngine();
   absl::StatusOr<OpenAiRequest> request =
@@ -75,7 +112,7 @@ std::shared_ptr<CompletionCall> OpenAiApi::Generate(ApiKind kind, const std::str
     return nullptr;
   }
   auto call = std::make_shared<CompletionCall>(*std::move(request), service_, *engine,
-                                               service_->limits().model_name, sink);
+                                               service_->limits().model_name, scope, sink);
   call->Start();
   return call;
 }

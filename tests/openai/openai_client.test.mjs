@@ -3,16 +3,24 @@
 // completions, chat, streaming, n, logprobs, errors, and a stream that the
 // client aborts (its KV blocks come back, seen on /metrics).
 //
+// With INFERD_OPENAI_MODEL_DIR, the same client checks run against that
+// model directory instead, with its own chat template (ctest
+// openai_node_client_llama3: a tiny random-weight model with the real Llama 3
+// tokenizer, tests/models/make_tiny_llama3.py); the checks that do not depend
+// on the model (API keys, abort) run once, in the bundled model's run.
+//
 // INFERD_BINARY names the server binary (ctest sets it).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { readFileSync, mkdtempSync, openSync } from "node:fs";
+import { readFileSync, mkdtempSync, openSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import OpenAI from "openai";
 
 const binary = process.env.INFERD_BINARY;
+const modelDir = process.env.INFERD_OPENAI_MODEL_DIR;
+const MODEL_ARGS = modelDir ? ["--model", modelDir] : ["--chat-template", "chatml"];
 const PROMPT = "Once upon a time";
 let server;
 let logPath;
@@ -48,17 +56,19 @@ async function metric(name, labels = {}) {
 }
 
 // Starts `inferd serve` with `args` on free ports; resolves once its model
-// is loaded. Sets the module's server, client, metricsPort and model.
-async function startServer(args) {
+// is loaded. Sets the module's server, client, metricsPort and model (and
+// httpPort); the client sends `apiKey`.
+let httpPort;
+async function startServer(args, apiKey = "unused") {
   const dir = mkdtempSync(join(tmpdir(), "inferd-openai-"));
   logPath = join(dir, "server.log");
   const out = openSync(logPath, "w");
   server = spawn(binary, ["serve", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--http-port", "0",
                           ...args], { stdio: ["ignore", out, out] });
-  const httpPort = await waitFor("the HTTP port", () => log().match(/openai api on http:\/\/[^\s/]+:(\d+)\/v1/)?.[1]);
+  httpPort = await waitFor("the HTTP port", () => log().match(/openai api on http:\/\/[^\s/]+:(\d+)\/v1/)?.[1]);
   metricsPort = await waitFor("the metrics port", () => log().match(/metrics on http:\/\/[^\s/]+:(\d+)\/metrics/)?.[1]);
   await waitFor("the model", () => log().includes("serving "), 60000);
-  client = new OpenAI({ baseURL: `http://127.0.0.1:${httpPort}/v1`, apiKey: "unused", maxRetries: 0, timeout: 60000 });
+  client = new OpenAI({ baseURL: `http://127.0.0.1:${httpPort}/v1`, apiKey, maxRetries: 0, timeout: 60000 });
   model = (await client.models.list()).data[0].id;
 }
 
@@ -72,7 +82,7 @@ async function stopServer() {
 
 before(async () => {
   assert.ok(binary, "set INFERD_BINARY to the inferd binary");
-  await startServer(["--chat-template", "chatml"]);
+  await startServer(MODEL_ARGS);
 });
 
 after(stopServer);
@@ -185,7 +195,49 @@ test("errors", async () => {
   });
 });
 
-test("a client that aborts its stream frees its KV blocks", async () => {
+test("the Llama 3 chat template renders the prompt", { skip: !modelDir && "the bundled model's run" }, async () => {
+  // <|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>
+  // <|start_header_id|>assistant<|end_header_id|>\n\n: 11 tokens, one BOS.
+  const chat = await client.chat.completions.create({ model, messages: [{ role: "user", content: "Hi" }],
+                                                      max_tokens: 1, ignore_eos: true });
+  assert.equal(chat.usage.prompt_tokens, 11);
+  // The template trims content and adds a system turn's header the same way.
+  const withSystem = await client.chat.completions.create({
+    model, messages: [{ role: "system", content: " Be brief. " }, { role: "user", content: "Hi" }],
+    max_tokens: 1, ignore_eos: true });
+  // + <|start_header_id|>system<|end_header_id|>\n\n "Be brief." <|eot_id|>
+  assert.ok(withSystem.usage.prompt_tokens > chat.usage.prompt_tokens + 4, JSON.stringify(withSystem.usage));
+});
+
+test("API keys: the client's apiKey is checked", { skip: modelDir && "run with the bundled model" }, async () => {
+  await stopServer();
+  const keys = join(mkdtempSync(join(tmpdir(), "inferd-openai-keys-")), "keys.txt");
+  writeFileSync(keys, "sk-node-alpha-0123456789 alpha\n");
+  await startServer([...MODEL_ARGS, "--api-keys-file", keys], "sk-node-alpha-0123456789");
+  const completion = await client.completions.create({ model, prompt: PROMPT, max_tokens: 2, ignore_eos: true });
+  assert.equal(completion.usage.completion_tokens, 2);
+  assert.equal(await metric("inferd_tenant_requests_total", { tenant: "alpha" }), 2);  // models.list too
+  const other = new OpenAI({ baseURL: `http://127.0.0.1:${httpPort}/v1`, apiKey: "sk-wrong", maxRetries: 0 });
+  await assert.rejects(other.chat.completions.create({ model, messages: [{ role: "user", content: "Hi" }] }),
+                       (error) => {
+                         assert.ok(error instanceof OpenAI.AuthenticationError, String(error));
+                         assert.equal(error.status, 401);
+                         assert.equal(error.type, "invalid_request_error");
+                         assert.equal(error.code, "invalid_api_key");
+                         return true;
+                       });
+  // No key at all (the client always sends one): OpenAI's answer, code null.
+  const missing = await fetch(`http://127.0.0.1:${httpPort}/v1/models`);
+  assert.equal(missing.status, 401);
+  assert.deepEqual({ ...(await missing.json()).error, message: "" },
+                   { message: "", type: "invalid_request_error", param: null, code: null });
+  const health = await fetch(`http://127.0.0.1:${httpPort}/health`);
+  assert.equal(health.status, 200);
+  assert.ok(!log().includes("sk-node-alpha") && !log().includes("sk-wrong"));
+});
+
+test("a client that aborts its stream frees its KV blocks", { skip: modelDir && "run with the bundled model" },
+     async () => {
   // A model slow enough on a CPU that the stream is still going when the
   // client aborts it (the bundled one finishes 480 tokens in milliseconds).
   await stopServer();

@@ -6,7 +6,10 @@ Certificates are made at test time by tests/integration/make_test_certs.sh
 tests/integration/security_test.cc.
 """
 
+import http.client
+import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -28,6 +31,23 @@ def make_certs(directory, prefix=""):
 def read(path):
     with open(path, "rb") as f:
         return f.read()
+
+
+def http_request(server, method, path, key=None, body=None, authorization=None):
+    """One exchange with the OpenAI HTTP API: (status, parsed JSON body)."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=30)
+    try:
+        headers = {"Content-Type": "application/json"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        if authorization:
+            headers["Authorization"] = authorization
+        connection.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+        response = connection.getresponse()
+        data = response.read()
+        return response.status, json.loads(data) if data else None
+    finally:
+        connection.close()
 
 
 def generate(stub, key=None, timeout=30):
@@ -74,6 +94,42 @@ class ApiKeyTest(Servers):
         self.assertEqual(len(generate(server.stub, key=KEY_A).token_ids), 2)
         generate(server.stub, key=KEY_B)
         self.assertEqual(server.health("inferd.v1.Inference"), "SERVING")  # health needs no key
+        scrape = server.scrape()
+        self.assertEqual(scrape.value("inferd_tenant_requests_total", tenant="alpha"), 1)
+        self.assertEqual(scrape.value("inferd_tenant_requests_total", tenant="default"), 1)
+        for secret in (KEY_A, KEY_B, "sk-nope"):
+            self.assertNotIn(secret, server.log())
+            self.assertNotIn(secret, str(scrape.samples))
+
+
+    def test_http_api_takes_the_same_keys(self):
+        keys = os.path.join(self.dir, "keys.txt")
+        with open(keys, "w") as f:
+            f.write(f"{KEY_A} alpha\n{KEY_B}\n")
+        server = self.start("--api-keys-file", keys)
+        completion = {"prompt": "Once", "max_tokens": 2}
+        # OpenAI's answers: a missing key (code null), a wrong one (invalid_api_key).
+        for key, authorization, code in ((None, None, None), ("sk-nope", None, "invalid_api_key"),
+                                         (None, f"Basic {KEY_A}", "invalid_api_key")):
+            for method, path, body in (("POST", "/v1/completions", completion), ("GET", "/v1/models", None),
+                                       ("POST", "/v1/chat/completions", {"messages": []}),
+                                       ("GET", "/v1/no-such-endpoint", None)):
+                status, error = http_request(server, method, path, key=key, body=body, authorization=authorization)
+                self.assertEqual(status, 401, (path, error))
+                self.assertEqual(error["error"]["type"], "invalid_request_error", error)
+                self.assertEqual(error["error"]["code"], code, error)
+                self.assertIsNone(error["error"]["param"], error)
+                self.assertIn("API key", error["error"]["message"], error)
+        # /health and /version stay open.
+        self.assertEqual(http_request(server, "GET", "/health")[0], 200)
+        self.assertEqual(http_request(server, "GET", "/version")[0], 200)
+        self.assertEqual(http_request(server, "GET", "/v1/models", key=KEY_B)[0], 200)
+        status, body = http_request(server, "POST", "/v1/completions", key=KEY_A, body=completion)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["usage"]["completion_tokens"], 2)
+        # The request runs in its tenant's request-id scope, as gRPC's do.
+        self.assertTrue(wait_for("the request log", lambda: re.search(
+            rf"request {re.escape(body['id'])}-0 \w+: .*protocol=http caller=tenant:alpha", server.log())))
         scrape = server.scrape()
         self.assertEqual(scrape.value("inferd_tenant_requests_total", tenant="alpha"), 1)
         self.assertEqual(scrape.value("inferd_tenant_requests_total", tenant="default"), 1)
