@@ -388,9 +388,12 @@ TEST(ServerConfigTest, TlsNeedsBothCertificateAndKey) {
   EXPECT_EQ(SecurityError({"serve"}), "");
 }
 
-TEST(ServerConfigTest, ReservedMetricsSecurityKeysSayTheyAreNotImplemented) {
-  EXPECT_THAT(SecurityError({"serve", "--metrics-tls", "true"}), HasSubstr("not implemented"));
-  EXPECT_THAT(SecurityError({"serve", "--metrics-require-key", "true"}), HasSubstr("not implemented"));
+TEST(ServerConfigTest, MetricsSecurityNeedsTlsFilesOrApiKeys) {
+  EXPECT_THAT(SecurityError({"serve", "--metrics-tls", "true"}), HasSubstr("metrics_tls: needs tls_cert"));
+  EXPECT_THAT(SecurityError({"serve", "--metrics-require-key", "true"}),
+              HasSubstr("metrics_require_key: needs api_keys_file"));
+  EXPECT_EQ(SecurityError({"serve", "--metrics-tls", "true", "--tls-cert", "c.pem", "--tls-key", "k.pem"}), "");
+  EXPECT_EQ(SecurityError({"serve", "--metrics-require-key", "true", "--api-keys-file", "keys.txt"}), "");
 }
 
 }  // namespace
