@@ -7,6 +7,7 @@ tests/integration/security_test.cc.
 """
 
 import http.client
+import json
 import os
 import shutil
 import ssl
@@ -17,7 +18,7 @@ import urllib.error
 
 import grpc
 
-from inferd_testing import SOURCE_DIR, InferdServer, http_get, pb, pb_grpc, wait_for
+from inferd_testing import SOURCE_DIR, InferdServer, free_port, http_get, pb, pb_grpc, wait_for
 
 KEY_A = "sk-py-alpha-0123456789"
 KEY_B = "sk-py-bravo-9876543210"
@@ -171,6 +172,51 @@ class MetricsPortTest(Servers):
         with self.assertRaises((OSError, http.client.HTTPException)):
             http_get(f"http://127.0.0.1:{server.metrics_port}/healthz", timeout=3)
         self.assertNotIn(KEY_A, server.log())
+
+    def test_a_real_prometheus_scrapes_over_mutual_tls_with_a_bearer_key(self):
+        prometheus = shutil.which("prometheus")
+        if prometheus is None:
+            self.skipTest("no prometheus (Debian package prometheus)")
+        make_certs(self.dir)
+        keys = os.path.join(self.dir, "keys.txt")
+        with open(keys, "w") as f:
+            f.write(f"{KEY_A} prometheus\n")
+        with open(os.path.join(self.dir, "key"), "w") as f:
+            f.write(KEY_A)
+        server = self.start("--tls-cert", os.path.join(self.dir, "server.pem"),
+                            "--tls-key", os.path.join(self.dir, "server.key"),
+                            "--tls-client-ca", os.path.join(self.dir, "ca.pem"),
+                            "--api-keys-file", keys, "--metrics-tls", "--metrics-require-key",
+                            credentials=self.tls(client=True), metrics_tls=self.https(), metrics_key=KEY_A)
+        config = os.path.join(self.dir, "prometheus.yml")
+        d = self.dir
+        with open(config, "w") as f:
+            f.write(f"""global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: inferd
+    scheme: https
+    tls_config: {{ca_file: {d}/ca.pem, cert_file: {d}/client.pem, key_file: {d}/client.key, server_name: localhost}}
+    authorization: {{type: Bearer, credentials_file: {d}/key}}
+    static_configs:
+      - targets: ["127.0.0.1:{server.metrics_port}"]
+""")
+        url = f"http://127.0.0.1:{free_port()}"
+        with open(os.path.join(d, "prometheus.log"), "wb") as log:
+            process = subprocess.Popen([prometheus, f"--config.file={config}", f"--storage.tsdb.path={d}/data",
+                                        f"--web.listen-address={url[len('http://'):]}"],
+                                       stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        self.addCleanup(process.wait, 30)
+        self.addCleanup(process.terminate)
+
+        def scraped():
+            try:
+                body = json.loads(http_get(f"{url}/api/v1/query?query=inferd_model_info", timeout=2))
+            except OSError:
+                return False
+            return bool(body.get("data", {}).get("result"))
+
+        wait_for("Prometheus to scrape inferd over mTLS with the key", scraped, timeout=30, interval=0.2)
 
 
 if __name__ == "__main__":
