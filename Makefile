@@ -65,3 +65,15 @@ test-asan: deps
 	cmake --build $(ASAN_DIR) -j $(JOBS)
 	cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS) --timeout 900 -LE gpu
+
+# libFuzzer targets (issue 12; tests/fuzz/): clang with ASan and UBSan in
+# its own build folder. `fuzz` runs each target 60 s, `fuzz-ci` 10 s.
+FUZZ_DIR ?= build-fuzz
+.PHONY: fuzz-build fuzz fuzz-ci
+fuzz-build: deps
+	CC=clang CXX=clang++ cmake -S tests/fuzz -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build $(FUZZ_DIR) -j $(JOBS)
+fuzz: fuzz-build
+	tests/fuzz/run_fuzzers.sh $(FUZZ_DIR) 60
+fuzz-ci: fuzz-build
+	tests/fuzz/run_fuzzers.sh $(FUZZ_DIR) 10

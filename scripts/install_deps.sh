@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake pkg-config git ccache
-  libabsl-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libyaml-cpp-dev
+  libabsl-dev libcli11-dev nlohmann-json3-dev libspdlog-dev libyaml-cpp-dev libyaml-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   prometheus-cpp-dev libboost-dev
   libpcre2-dev libutf8proc-dev libsentencepiece-dev
@@ -13,6 +13,7 @@ packages=(
   python3 python3-grpcio python3-protobuf python3-jinja2
   prometheus
   haproxy python3-yaml python3-numpy
+  clang libclang-rt-14-dev
 )
 
 # kubectl renders deploy/kubernetes (kubectl kustomize); Debian packages it
@@ -22,7 +23,7 @@ if ! command -v kubectl >/dev/null; then packages+=(kubernetes-client); fi
 # --build-only (the image's build stage): what compiles inferd and
 # inferd-bench, without what only the tests and tools run.
 if [ "${1:-}" = "--build-only" ]; then
-  test_only=" git libgtest-dev libgmock-dev python3 python3-grpcio python3-protobuf python3-yaml prometheus haproxy kubernetes-client "
+  test_only=" git clang libclang-rt-14-dev libgtest-dev libgmock-dev python3 python3-grpcio python3-protobuf python3-yaml prometheus haproxy kubernetes-client "
   build=()
   for p in "${packages[@]}"; do [[ "$test_only" == *" $p "* ]] || build+=("$p"); done
   packages=("${build[@]}")

@@ -184,7 +184,8 @@ Metrics::Metrics()
 
 Metrics::~Metrics() { http_server_.reset(); }
 
-absl::StatusOr<int> Metrics::Serve(const std::string& host, int port, std::function<bool()> ready) {
+absl::StatusOr<int> Metrics::Serve(const std::string& host, int port, std::function<bool()> ready,
+                                   const MetricsSecurity& security) {
   absl::flat_hash_map<std::string, HttpHandler> routes;
   routes["/metrics"] = [this] {
     // The exposition format's version, as Prometheus asks for it.
@@ -194,11 +195,24 @@ absl::StatusOr<int> Metrics::Serve(const std::string& host, int port, std::funct
   routes["/readyz"] = [ready = std::move(ready)] {
     return ready() ? HttpResponse{.body = "ready\n"} : HttpResponse{.status = 503, .body = "not ready\n"};
   };
-  absl::StatusOr<std::unique_ptr<MetricsHttpServer>> server = MetricsHttpServer::Start(host, port, std::move(routes));
+  MetricsHttpServerOptions options;
+  options.tls = security.tls;
+  if (security.api_keys != nullptr) {
+    // Load balancers probe without keys; only the numbers are guarded.
+    options.authorize = [keys = security.api_keys](const std::string& path, const std::string& authorization) {
+      if (path != "/metrics") return true;
+      std::optional<std::string> key = BearerToken(authorization);
+      return key.has_value() && keys->TenantOf(*key).has_value();
+    };
+  }
+  absl::StatusOr<std::unique_ptr<MetricsHttpServer>> server =
+      MetricsHttpServer::Start(host, port, std::move(routes), options);
   if (!server.ok()) return server.status();
   http_server_ = *std::move(server);
   return http_server_->port();
 }
+
+absl::Status Metrics::ReloadTls() { return http_server_ == nullptr ? absl::OkStatus() : http_server_->ReloadTls(); }
 
 std::string Metrics::Scrape() const {
   std::vector<prometheus::MetricFamily> families = registry_->Collect();

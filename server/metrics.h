@@ -20,10 +20,16 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "engine/engine.h"
+#include "server/api_keys.h"
 #include "server/inference_service.h"
 #include "server/metrics_http_server.h"
 
 namespace inferd {
+
+struct MetricsSecurity {
+  MetricsTlsFiles tls{};              // empty cert: plain HTTP
+  ApiKeys* api_keys = nullptr;        // non-null: /metrics needs a key; must outlive the server
+};
 
 class Metrics final : public RequestObserver {
  public:
@@ -35,8 +41,14 @@ class Metrics final : public RequestObserver {
   //   GET /healthz  200 while the process is up (liveness);
   //   GET /readyz   200 while `ready()` is true, else 503 (readiness: false
   //                 while loading or draining).
-  // Returns the port it listens on.
-  absl::StatusOr<int> Serve(const std::string& host, int port, std::function<bool()> ready);
+  // Returns the port it listens on. With `security.tls.cert`, HTTPS only;
+  // with `security.api_keys`, /metrics answers 401 without
+  // "Authorization: Bearer KEY" of a listed key (the probes stay open).
+  absl::StatusOr<int> Serve(const std::string& host, int port, std::function<bool()> ready,
+                            const MetricsSecurity& security = {});
+
+  // Re-reads the TLS files of the metrics port (SIGHUP).
+  absl::Status ReloadTls();
 
   // What GET /metrics answers.
   std::string Scrape() const;

@@ -8,6 +8,10 @@
 // sending half a request block every scrape. Here every connection is
 // asynchronous, a request must arrive whole within `request_timeout`, and at
 // most `max_connections` are open at once (the rest are closed at accept).
+//
+// With TLS files it speaks HTTPS only (mTLS with a client CA); the files are
+// re-read when they change (checked at most once a second, at accept) or on
+// ReloadTls(), so a renewed certificate needs no restart.
 #pragma once
 
 #include <functional>
@@ -29,6 +33,17 @@ struct HttpResponse {
 // Runs on one of the server's threads; must not block for long.
 using HttpHandler = std::function<HttpResponse()>;
 
+// PEM files; an empty `cert` means plain HTTP.
+struct MetricsTlsFiles {
+  std::string cert{};
+  std::string key{};
+  std::string client_ca{};  // clients must present a certificate this CA signed
+};
+
+// Decides, before the handler runs, whether a request for `path` with this
+// Authorization header value ("" when absent) may be answered; false: 401.
+using HttpAuthorizer = std::function<bool(const std::string& path, const std::string& authorization)>;
+
 struct MetricsHttpServerOptions {
   // From a connection's accept (or its previous response) to the last byte
   // of the next request's header.
@@ -37,6 +52,8 @@ struct MetricsHttpServerOptions {
   absl::Duration write_timeout = absl::Seconds(10);
   int max_connections = 64;
   int threads = 2;
+  MetricsTlsFiles tls{};
+  HttpAuthorizer authorize{};  // unset: every request is answered
 };
 
 class MetricsHttpServer {
@@ -52,6 +69,10 @@ class MetricsHttpServer {
   ~MetricsHttpServer();
 
   int port() const;
+
+  // Re-reads the TLS files now (SIGHUP); on error the certificate in use
+  // stays and the error names the file. OK without TLS.
+  absl::Status ReloadTls();
 
   MetricsHttpServer(const MetricsHttpServer&) = delete;
   MetricsHttpServer& operator=(const MetricsHttpServer&) = delete;

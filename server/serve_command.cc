@@ -234,13 +234,16 @@ int RunServe(ServerConfig config) {
   std::atomic<bool> http_ready{false};  // /readyz: the readiness of kReadinessService
   Metrics metrics;
   if (config.metrics_port >= 0) {
+    MetricsSecurity security{.api_keys = config.metrics_require_key ? api_keys.get() : nullptr};
+    if (config.metrics_tls) security.tls = {config.tls_cert, config.tls_key, config.tls_client_ca};
     absl::StatusOr<int> port =
-        metrics.Serve(config.host, config.metrics_port, [&http_ready] { return http_ready.load(); });
+        metrics.Serve(config.host, config.metrics_port, [&http_ready] { return http_ready.load(); }, security);
     if (!port.ok()) {
       spdlog::error("{}", std::string(port.status().message()));
       return 1;
     }
-    spdlog::info("metrics on http://{}:{}/metrics (and /healthz, /readyz)", config.host, *port);
+    spdlog::info("metrics on {}://{}:{}/metrics (and /healthz, /readyz){}", config.metrics_tls ? "https" : "http",
+                 config.host, *port, config.metrics_require_key ? "; /metrics needs an API key" : "");
   }
   RequestLimits limits{.default_max_tokens = config.default_max_tokens,
                        .max_stop_strings = config.max_stop_strings,
@@ -331,7 +334,12 @@ int RunServe(ServerConfig config) {
 
   int signal_number = 0;
   while (sigwait(&signals, &signal_number) == 0 && signal_number == SIGHUP) {
-    // TLS files are re-read on their own every kTlsRefreshSeconds.
+    // gRPC's TLS files are re-read on their own every kTlsRefreshSeconds;
+    // the metrics port's at accept, and now.
+    if (config.metrics_tls) {
+      absl::Status status = metrics.ReloadTls();
+      if (status.ok()) spdlog::info("SIGHUP: metrics TLS files reloaded");
+    }
     if (api_keys != nullptr) {
       absl::Status status = api_keys->Reload();
       if (status.ok()) spdlog::info("SIGHUP: API keys reloaded from {}", api_keys->path());

@@ -10,6 +10,7 @@
 #include <variant>
 
 #include <yaml-cpp/yaml.h>
+#include <yaml.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -112,9 +113,9 @@ const std::vector<KeySpec>& Table() {
       {"tls_client_ca", kSecurity, StringKey{&C::tls_client_ca},
        "PEM CA bundle: require and verify client certificates (mTLS)"},
       {"metrics_tls", kSecurity, BoolKey{&C::metrics_tls},
-       "serve /metrics over TLS with tls_cert (reserved: not implemented yet)"},
+       "serve the metrics port (/metrics, /healthz, /readyz) over TLS with tls_cert, tls_key (and tls_client_ca)"},
       {"metrics_require_key", kSecurity, BoolKey{&C::metrics_require_key},
-       "require an API key on /metrics (reserved: not implemented yet)"},
+       "require an API key (Authorization: Bearer) on /metrics; the probes stay open"},
       {"max_queued_requests", kLimits, IntKey{&C::max_queued_requests, 1},
        "waiting requests; more get RESOURCE_EXHAUSTED"},
       {"max_queued_tokens", kLimits, IntKey{&C::max_queued_tokens, 1}, "prompt tokens of waiting requests"},
@@ -152,6 +153,9 @@ template <class... Ts>
 struct Overloaded : Ts... {
   using Ts::operator()...;
 };
+// Spelled out for clang 14 (the fuzz build), which lacks aggregate deduction.
+template <class... Ts>
+Overloaded(Ts...) -> Overloaded<Ts...>;
 
 // The range check of one key against `config`; the message names the value
 // and the limit but not the key (callers know how the user spelled it).
@@ -313,8 +317,46 @@ absl::Status ApplyYamlNode(const YAML::Node& root, const std::string& where, Ser
   return absl::OkStatus();
 }
 
+// yaml-cpp 0.7 (Debian's) loops forever, allocating, on some malformed
+// documents, e.g. ",\n" (a flow ',' where a block node belongs) and some with
+// tags ("!!00x; ..."), all found by tests/fuzz/server_config_fuzzer. libyaml,
+// the reference C parser, reads the text first, so yaml-cpp only ever sees
+// well-formed YAML without tags, anchors or aliases (a config never needs
+// them).
+absl::Status CheckYamlSyntax(const std::string& yaml_text, const std::string& where) {
+  yaml_parser_t parser;
+  if (yaml_parser_initialize(&parser) == 0) return absl::ResourceExhaustedError("cannot start the YAML parser");
+  yaml_parser_set_input_string(&parser, reinterpret_cast<const unsigned char*>(yaml_text.data()), yaml_text.size());
+  absl::Status status = absl::OkStatus();
+  for (bool end = false; !end;) {
+    yaml_event_t event;
+    if (yaml_parser_parse(&parser, &event) == 0) {
+      status = absl::InvalidArgumentError(absl::StrCat(where, ":", parser.problem_mark.line + 1, ": ",
+                                                       parser.problem != nullptr ? parser.problem : "not YAML"));
+      break;
+    }
+    end = event.type == YAML_STREAM_END_EVENT;
+    const bool fancy = event.type == YAML_ALIAS_EVENT ||
+                       (event.type == YAML_SCALAR_EVENT && (event.data.scalar.tag || event.data.scalar.anchor)) ||
+                       (event.type == YAML_SEQUENCE_START_EVENT &&
+                        (event.data.sequence_start.tag || event.data.sequence_start.anchor)) ||
+                       (event.type == YAML_MAPPING_START_EVENT &&
+                        (event.data.mapping_start.tag || event.data.mapping_start.anchor));
+    const size_t line = event.start_mark.line + 1;
+    yaml_event_delete(&event);
+    if (fancy) {
+      status = absl::InvalidArgumentError(
+          absl::StrCat(where, ":", line, ": YAML tags, anchors and aliases are not supported in a config file"));
+      break;
+    }
+  }
+  yaml_parser_delete(&parser);
+  return status;
+}
+
 // yaml-cpp reports errors by throwing; this is where they become a Status.
 absl::Status ApplyYaml(const std::string& yaml_text, const std::string& where, ServerConfig* config) {
+  if (absl::Status syntax = CheckYamlSyntax(yaml_text, where); !syntax.ok()) return syntax;
   try {
     const std::vector<YAML::Node> documents = YAML::LoadAll(yaml_text);
     if (documents.size() > 1) {
@@ -435,9 +477,11 @@ absl::Status CheckSecuritySettings(const ServerConfig& config) {
   if (!config.tls_client_ca.empty() && config.tls_cert.empty()) {
     return absl::InvalidArgumentError("tls_client_ca: needs tls_cert and tls_key");
   }
-  if (config.metrics_tls || config.metrics_require_key) {
-    return absl::UnimplementedError(absl::StrCat(config.metrics_tls ? "metrics_tls" : "metrics_require_key",
-                                                 ": not implemented yet (the metrics server is being rewritten)"));
+  if (config.metrics_tls && config.tls_cert.empty()) {
+    return absl::InvalidArgumentError("metrics_tls: needs tls_cert and tls_key");
+  }
+  if (config.metrics_require_key && config.api_keys_file.empty()) {
+    return absl::InvalidArgumentError("metrics_require_key: needs api_keys_file");
   }
   return absl::OkStatus();
 }

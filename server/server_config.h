@@ -50,8 +50,8 @@ struct ServerConfig {
   std::string tls_cert;       // with tls_key: gRPC over TLS
   std::string tls_key;
   std::string tls_client_ca;  // mTLS: clients must present a certificate this CA signed
-  bool metrics_tls = false;          // reserved for the metrics server rewrite
-  bool metrics_require_key = false;  // reserved for the metrics server rewrite
+  bool metrics_tls = false;          // the metrics port over TLS with tls_cert/tls_key (and tls_client_ca)
+  bool metrics_require_key = false;  // /metrics needs an API key from api_keys_file
 
   // Admission and request limits.
   int max_queued_requests = 1024;       // waiting requests; more get RESOURCE_EXHAUSTED
@@ -100,7 +100,7 @@ std::vector<std::string> ServerConfigKeys();
 absl::Status ValidateServerConfig(const ServerConfig& config);
 
 // The keys that only make sense together (tls_cert with tls_key, ...), and
-// the reserved ones not implemented yet; `serve` checks these at start.
+// the metrics ones that need TLS files or API keys; `serve` checks these at start.
 absl::Status CheckSecuritySettings(const ServerConfig& config);
 
 }  // namespace inferd

@@ -81,7 +81,9 @@ absl::StatusOr<ModelConfig> ConfigFromMetadata(const GgufFile& f, int max_model_
   }
   if (const nlohmann::json* type = m.Find("llama.rope.scaling.type"); type != nullptr && *type != "none") {
     if (*type != "linear") {
-      return absl::InvalidArgumentError(absl::StrCat(f.path(), ": llama.rope.scaling.type ", type->dump(),
+      // A GGUF string need not be UTF-8; a strict dump() would throw.
+      return absl::InvalidArgumentError(absl::StrCat(f.path(), ": llama.rope.scaling.type ",
+                                                     type->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
                                                      " is not supported (linear)"));
     }
     c.rope_scaling.type = RopeScaling::Type::kLinear;

@@ -53,8 +53,9 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
   std::vector<std::pair<uint64_t, uint64_t>> ranges;
   for (const auto& [name, entry] : header.items()) {
     if (name == "__metadata__") continue;
-    auto bad_tensor = [&](const std::string& what) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": tensor ", name, ": ", what));
+    // Captured by name: clang 14 (the fuzz build) cannot capture a structured binding.
+    auto bad_tensor = [&path, &tensor = name](const std::string& what) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": tensor ", tensor, ": ", what));
     };
     if (!entry.is_object() || !entry.contains("dtype") || !entry["dtype"].is_string() ||
         !entry.contains("shape") || !entry["shape"].is_array() || !entry.contains("data_offsets") ||

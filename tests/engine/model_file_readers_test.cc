@@ -230,5 +230,25 @@ TEST(GgufTokenizerTest, UnknownPreTokenizerAndLlamaIdsAreRefused) {
   EXPECT_NE(StatusText(tok.status()).find("scores"), std::string::npos) << tok.status();
 }
 
+// Found by tests/fuzz/gguf_fuzzer: GGUF strings need not be UTF-8, and the
+// error for an unsupported rope scaling type used to dump() the value
+// strictly, which threw out of the loader.
+TEST(GgufModelTest, NonUtf8RopeScalingTypeIsRefusedNotThrown) {
+  GgufWriter w;
+  w.String("general.architecture", "llama");
+  w.U32("llama.embedding_length", 8);
+  w.U32("llama.feed_forward_length", 16);
+  w.U32("llama.block_count", 1);
+  w.U32("llama.attention.head_count", 2);
+  w.U32("llama.context_length", 4);
+  w.String("llama.rope.scaling.type", "li\xffnear");
+  absl::StatusOr<GgufFile> f = GgufFile::Open(Write("rope-scaling-not-utf8.gguf", w.Bytes()));
+  ASSERT_TRUE(f.ok()) << f.status();
+  absl::StatusOr<std::unique_ptr<ModelWeights>> weights = LoadGgufWeights(*f, 0, 0);
+  ASSERT_FALSE(weights.ok());
+  EXPECT_EQ(weights.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(StatusText(weights.status()).find("llama.rope.scaling.type"), std::string::npos) << weights.status();
+}
+
 }  // namespace
 }  // namespace inferd

@@ -262,7 +262,7 @@ TEST(TlsTest, BadTlsSettingsStopStartWithOneLine) {
       {"--tls-cert " + dir + "/missing.pem --tls-key " + dir + "/missing.key", "missing.pem: cannot read"},
       {"--tls-cert " + dir + "/not.pem --tls-key " + dir + "/not.pem", "not a PEM file"},
       {"--tls-cert " + dir + "/not.pem", "give both or neither"},
-      {"--metrics-tls", "metrics_tls: not implemented yet"},
+      {"--metrics-tls", "metrics_tls: needs tls_cert"},
       {"--api-keys-file " + dir + "/none.txt", "none.txt: cannot stat"},
   };
   for (const Case& c : cases) {

@@ -68,8 +68,10 @@ def wait_for(what, predicate, timeout=SETTLE_TIMEOUT_S, interval=0.05):
         time.sleep(interval)
 
 
-def http_get(url, timeout=10):
-    with urllib.request.urlopen(url, timeout=timeout) as response:
+def http_get(url, timeout=10, context=None, headers=None):
+    """The body of GET url; `context` an ssl.SSLContext for https."""
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
         return response.read().decode("utf-8")
 
 
@@ -150,10 +152,14 @@ class ServerExited(AssertionError):
 class InferdServer:
     """One `inferd serve` process on free ports (gRPC, metrics, HTTP), and its log."""
 
-    def __init__(self, *extra_args, credentials=None, target_name="localhost"):
+    def __init__(self, *extra_args, credentials=None, target_name="localhost", metrics_tls=None, metrics_key=None):
         # credentials: grpc.ssl_channel_credentials(...) for a TLS server;
-        # its certificate must name `target_name`.
+        # its certificate must name `target_name`. metrics_tls: an
+        # ssl.SSLContext for --metrics-tls; metrics_key: the API key scrapes
+        # send (--metrics-require-key).
         self.credentials = credentials
+        self.metrics_tls = metrics_tls
+        self.metrics_headers = {"Authorization": f"Bearer {metrics_key}"} if metrics_key else None
         self.target_name = target_name
         self._log = tempfile.NamedTemporaryFile(prefix="inferd-python-test-", suffix=".log", delete=False)
         self.log_path = self._log.name
@@ -180,7 +186,7 @@ class InferdServer:
             self._check_alive("before it listened")
             log = self.log()
             grpc_port = re.search(r"listening on [^\s:]+:(\d+)", log)
-            metrics_port = re.search(r"metrics on http://[^\s/]+:(\d+)/metrics", log)
+            metrics_port = re.search(r"metrics on https?://[^\s/]+:(\d+)/metrics", log)
             return grpc_port and metrics_port and (int(grpc_port.group(1)), int(metrics_port.group(1)))
 
         try:
@@ -235,11 +241,12 @@ class InferdServer:
             status = response[1]
         return {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}.get(status, str(status))
 
-    def metrics_url(self):
-        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+    def metrics_url(self, path="/metrics"):
+        scheme = "https" if self.metrics_tls else "http"
+        return f"{scheme}://127.0.0.1:{self.metrics_port}{path}"
 
     def scrape(self):
-        return Scrape(http_get(self.metrics_url()))
+        return Scrape(http_get(self.metrics_url(), context=self.metrics_tls, headers=self.metrics_headers))
 
     def stop(self):
         """SIGTERM, as an orchestrator stops it; returns the exit status."""

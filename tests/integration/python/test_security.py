@@ -11,13 +11,15 @@ import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import tempfile
 import unittest
+import urllib.error
 
 import grpc
 
-from inferd_testing import SOURCE_DIR, InferdServer, pb, pb_grpc, wait_for
+from inferd_testing import SOURCE_DIR, InferdServer, free_port, http_get, pb, pb_grpc, wait_for
 
 KEY_A = "sk-py-alpha-0123456789"
 KEY_B = "sk-py-bravo-9876543210"
@@ -63,8 +65,8 @@ class Servers(unittest.TestCase):
         self.dir = tempfile.mkdtemp(prefix="inferd-security-")
         self.addCleanup(shutil.rmtree, self.dir)
 
-    def start(self, *args, credentials=None):
-        server = InferdServer(*args, credentials=credentials)
+    def start(self, *args, credentials=None, **metrics):
+        server = InferdServer(*args, credentials=credentials, **metrics)
         self.addCleanup(server.remove_log)
         self.addCleanup(server.kill)
         server.wait_until_ready()
@@ -185,6 +187,90 @@ class TlsTest(Servers):
                 return False
 
         wait_for("the renewed certificate", next_ca_works, timeout=15, interval=0.2)
+
+
+class MetricsPortTest(Servers):
+    """--metrics-tls and --metrics-require-key, as a scraper and a probe see them."""
+
+    def https(self, client=True):
+        context = ssl.create_default_context(cafile=os.path.join(self.dir, "ca.pem"))
+        if client:
+            context.load_cert_chain(os.path.join(self.dir, "client.pem"), os.path.join(self.dir, "client.key"))
+        return context
+
+    def test_metrics_over_mutual_tls_with_an_api_key(self):
+        make_certs(self.dir)
+        keys = os.path.join(self.dir, "keys.txt")
+        with open(keys, "w") as f:
+            f.write(f"{KEY_A} alpha\n")
+        server = self.start("--tls-cert", os.path.join(self.dir, "server.pem"),
+                            "--tls-key", os.path.join(self.dir, "server.key"),
+                            "--tls-client-ca", os.path.join(self.dir, "ca.pem"),
+                            "--api-keys-file", keys, "--metrics-tls", "--metrics-require-key",
+                            credentials=self.tls(client=True), metrics_tls=self.https(), metrics_key=KEY_A)
+        self.assertIn("https://", server.log())
+        self.assertIn("inferd_model_info", server.scrape().types)  # with the client certificate and the key
+        with self.assertRaises(urllib.error.HTTPError) as no_key:
+            http_get(server.metrics_url(), context=self.https())
+        self.assertEqual(no_key.exception.code, 401)
+        self.assertEqual(no_key.exception.headers["WWW-Authenticate"], "Bearer")
+        with self.assertRaises(urllib.error.HTTPError) as wrong_key:
+            http_get(server.metrics_url(), context=self.https(), headers={"Authorization": "Bearer sk-nope"})
+        self.assertEqual(wrong_key.exception.code, 401)
+        # Probes need no key.
+        self.assertEqual(http_get(server.metrics_url("/healthz"), context=self.https()), "ok\n")
+        self.assertEqual(http_get(server.metrics_url("/readyz"), context=self.https()), "ready\n")
+        # No client certificate, or plain HTTP: no HTTP answer (at most a TLS alert).
+        with self.assertRaises((OSError, http.client.HTTPException)):  # URLError and SSLError are OSErrors
+            http_get(server.metrics_url("/healthz"), context=self.https(client=False), timeout=3)
+        with self.assertRaises((OSError, http.client.HTTPException)):
+            http_get(f"http://127.0.0.1:{server.metrics_port}/healthz", timeout=3)
+        self.assertNotIn(KEY_A, server.log())
+
+    def test_a_real_prometheus_scrapes_over_mutual_tls_with_a_bearer_key(self):
+        prometheus = shutil.which("prometheus")
+        if prometheus is None:
+            self.skipTest("no prometheus (Debian package prometheus)")
+        make_certs(self.dir)
+        keys = os.path.join(self.dir, "keys.txt")
+        with open(keys, "w") as f:
+            f.write(f"{KEY_A} prometheus\n")
+        with open(os.path.join(self.dir, "key"), "w") as f:
+            f.write(KEY_A)
+        server = self.start("--tls-cert", os.path.join(self.dir, "server.pem"),
+                            "--tls-key", os.path.join(self.dir, "server.key"),
+                            "--tls-client-ca", os.path.join(self.dir, "ca.pem"),
+                            "--api-keys-file", keys, "--metrics-tls", "--metrics-require-key",
+                            credentials=self.tls(client=True), metrics_tls=self.https(), metrics_key=KEY_A)
+        config = os.path.join(self.dir, "prometheus.yml")
+        d = self.dir
+        with open(config, "w") as f:
+            f.write(f"""global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: inferd
+    scheme: https
+    tls_config: {{ca_file: {d}/ca.pem, cert_file: {d}/client.pem, key_file: {d}/client.key, server_name: localhost}}
+    authorization: {{type: Bearer, credentials_file: {d}/key}}
+    static_configs:
+      - targets: ["127.0.0.1:{server.metrics_port}"]
+""")
+        url = f"http://127.0.0.1:{free_port()}"
+        with open(os.path.join(d, "prometheus.log"), "wb") as log:
+            process = subprocess.Popen([prometheus, f"--config.file={config}", f"--storage.tsdb.path={d}/data",
+                                        f"--web.listen-address={url[len('http://'):]}"],
+                                       stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        self.addCleanup(process.wait, 30)
+        self.addCleanup(process.terminate)
+
+        def scraped():
+            try:
+                body = json.loads(http_get(f"{url}/api/v1/query?query=inferd_model_info", timeout=2))
+            except OSError:
+                return False
+            return bool(body.get("data", {}).get("result"))
+
+        wait_for("Prometheus to scrape inferd over mTLS with the key", scraped, timeout=30, interval=0.2)
 
 
 if __name__ == "__main__":
