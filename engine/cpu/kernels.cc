@@ -3,7 +3,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "engine/cpu/float16.h"
+#include "engine/model/float16.h"
 #include "engine/cpu/kernel_parts.h"
 
 namespace inferd::cpu {

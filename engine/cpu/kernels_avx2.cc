@@ -9,7 +9,7 @@
 
 #include <cstring>
 
-#include "engine/cpu/float16.h"
+#include "engine/model/float16.h"
 
 namespace inferd::cpu::parts {
 namespace {

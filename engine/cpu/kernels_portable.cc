@@ -4,7 +4,7 @@
 // too.
 #include <cstring>
 
-#include "engine/cpu/float16.h"
+#include "engine/model/float16.h"
 #include "engine/cpu/kernel_parts.h"
 
 namespace inferd::cpu::parts {

@@ -1,35 +1,10 @@
 #include "engine/model/tensor_convert.h"
 
-#include <cmath>
 #include <cstring>
 
+#include "engine/model/float16.h"
+
 namespace inferd {
-
-float HalfToFloat(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
-  const int exponent = (h >> 10) & 0x1f;
-  const uint32_t mantissa = h & 0x3ff;
-  float value;
-  if (exponent == 0) {
-    value = std::ldexp(static_cast<float>(mantissa), -24);  // zero or subnormal
-  } else if (exponent == 31) {
-    value = mantissa == 0 ? INFINITY : NAN;
-  } else {
-    value = std::ldexp(static_cast<float>(mantissa | 0x400), exponent - 25);
-  }
-  uint32_t bits;
-  std::memcpy(&bits, &value, 4);
-  bits |= sign;
-  std::memcpy(&value, &bits, 4);
-  return value;
-}
-
-float Bf16ToFloat(uint16_t b) {
-  const uint32_t bits = static_cast<uint32_t>(b) << 16;
-  float value;
-  std::memcpy(&value, &bits, 4);
-  return value;
-}
 
 Tensor ToF32(WeightType type, const void* data, int64_t rows, int64_t cols,
              std::vector<std::shared_ptr<const void>>& owners) {
@@ -48,7 +23,7 @@ Tensor ToF32(WeightType type, const void* data, int64_t rows, int64_t cols,
         break;
       case WeightType::kBF16:
         std::memcpy(&u16, bytes + 2 * i, 2);
-        (*out)[i] = Bf16ToFloat(u16);
+        (*out)[i] = BFloat16ToFloat(u16);
         break;
       case WeightType::kQ8_0: {
         const unsigned char* block = bytes + (i / kQ8_0BlockSize) * kQ8_0BlockBytes;

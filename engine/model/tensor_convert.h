@@ -11,9 +11,6 @@
 
 namespace inferd {
 
-float HalfToFloat(uint16_t h);
-float Bf16ToFloat(uint16_t b);
-
 // `count` elements of `type` at `data` (F32, F16, BF16 or Q8_0, count a
 // multiple of 32 for Q8_0) as floats, in a buffer `owners` keeps alive.
 Tensor ToF32(WeightType type, const void* data, int64_t rows, int64_t cols,

@@ -24,7 +24,7 @@
 #include <random>
 #include <vector>
 
-#include "engine/cpu/float16.h"
+#include "engine/model/float16.h"
 #include "engine/cpu/kernels.h"
 #include "engine/cpu/matmul.h"
 #include "engine/model/model_config.h"

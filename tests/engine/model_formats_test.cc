@@ -16,6 +16,7 @@
 #include "engine/model/gguf_file.h"
 #include "engine/model/llama2c_checkpoint.h"
 #include "engine/model/model_loader.h"
+#include "engine/model/float16.h"
 #include "engine/model/tensor_convert.h"
 #include "engine/tokenizer/llama2c_tokenizer.h"
 #include "tests/testing/golden.h"
@@ -104,7 +105,7 @@ TEST(HfModelTest, Bf16StaysBf16AndRoundsTheCheckpoint) {
   const auto* bits = static_cast<const uint16_t*>(wq.data);
   for (int64_t i = 0; i < wq.rows * wq.cols; ++i) {
     const float w = want->layers[2].wq.f32()[i];
-    EXPECT_NEAR(Bf16ToFloat(bits[i]), w, std::fabs(w) / 256) << i;
+    EXPECT_NEAR(BFloat16ToFloat(bits[i]), w, std::fabs(w) / 256) << i;
   }
   // Norms are widened to F32 at load.
   EXPECT_EQ(m.weights->layers[0].rms_att.type, WeightType::kF32);
@@ -256,8 +257,8 @@ TEST(TensorConvertTest, HalfAndBf16) {
   EXPECT_EQ(HalfToFloat(0x0001), std::ldexp(1.0f, -24));  // smallest subnormal
   EXPECT_EQ(HalfToFloat(0x7bff), 65504.0f);
   EXPECT_TRUE(std::isinf(HalfToFloat(0x7c00)));
-  EXPECT_EQ(Bf16ToFloat(0x3f80), 1.0f);
-  EXPECT_EQ(Bf16ToFloat(0xc040), -3.0f);
+  EXPECT_EQ(BFloat16ToFloat(0x3f80), 1.0f);
+  EXPECT_EQ(BFloat16ToFloat(0xc040), -3.0f);
 }
 
 // Rotate-half rows [a0 a1 a2 a3 | b0 b1 b2 b3] of a head become pairs

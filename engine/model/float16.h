@@ -8,7 +8,7 @@
 #include <bit>
 #include <cstdint>
 
-namespace inferd::cpu {
+namespace inferd {
 
 inline float HalfToFloat(uint16_t h) {
   const uint32_t w = static_cast<uint32_t>(h) << 16;
@@ -47,4 +47,4 @@ inline uint16_t FloatToBFloat16(float f) {
   return static_cast<uint16_t>((bits + 0x7FFFu + ((bits >> 16) & 1)) >> 16);
 }
 
-}  // namespace inferd::cpu
+}  // namespace inferd
