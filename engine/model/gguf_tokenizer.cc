@@ -36,27 +36,6 @@ const char* PreTokenizerRegex(const std::string& pre) {
   return nullptr;
 }
 
-// Llama2cTokenizer's default-BOS behaviour, switched by add_bos_token.
-class BosOverride : public Tokenizer {
- public:
-  BosOverride(Llama2cTokenizer inner, bool add_bos) : inner_(std::move(inner)), add_bos_(add_bos) {}
-  using Tokenizer::Encode;
-  std::vector<int> Encode(std::string_view text, const EncodeOptions& options) const override {
-    return inner_.Encode(text, options);
-  }
-  bool AddsBosByDefault() const override { return add_bos_; }
-  std::string_view DecodeToken(int prev, int token) const override { return inner_.DecodeToken(prev, token); }
-  std::string Decode(absl::Span<const int> ids, int prev) const override { return inner_.Decode(ids, prev); }
-  const std::string& Piece(int id) const override { return inner_.Piece(id); }
-  int vocab_size() const override { return inner_.vocab_size(); }
-  int bos_id() const override { return inner_.bos_id(); }
-  int eos_id() const override { return inner_.eos_id(); }
-
- private:
-  Llama2cTokenizer inner_;
-  bool add_bos_;
-};
-
 // The tokenizer.ggml.* metadata of one file, and its errors.
 class TokenizerMetadata {
  public:
@@ -169,10 +148,11 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadGgufTokenizer(const GgufFile& f) 
       score_values.push_back(s.get<float>());
     }
     for (std::string& p : pieces) p = absl::StrReplaceAll(p, {{"\xE2\x96\x81", " "}});  // U+2581
-    absl::StatusOr<Llama2cTokenizer> tok = Llama2cTokenizer::FromVocab(std::move(pieces), std::move(score_values));
-    if (!tok.ok()) return bad(std::string(tok.status().message()));
     const bool add_bos = add_bos_json == nullptr || !add_bos_json->is_boolean() || add_bos_json->get<bool>();
-    return std::unique_ptr<Tokenizer>(new BosOverride(*std::move(tok), add_bos));
+    absl::StatusOr<Llama2cTokenizer> tok =
+        Llama2cTokenizer::FromVocab(std::move(pieces), std::move(score_values), add_bos);
+    if (!tok.ok()) return bad(std::string(tok.status().message()));
+    return std::unique_ptr<Tokenizer>(new Llama2cTokenizer(*std::move(tok)));
   }
   if (*model == "gpt2") {
     absl::StatusOr<std::pair<nlohmann::json, nlohmann::json>> docs = Gpt2TokenizerJson(f);

@@ -158,7 +158,7 @@ absl::StatusOr<Llama2cTokenizer> Llama2cTokenizer::Load(const std::string& path,
 }
 
 absl::StatusOr<Llama2cTokenizer> Llama2cTokenizer::FromVocab(std::vector<std::string> pieces,
-                                                             std::vector<float> scores) {
+                                                             std::vector<float> scores, bool adds_bos_by_default) {
   const int vocab_size = static_cast<int>(pieces.size());
   if (vocab_size < 3 || vocab_size > kMaxVocabSize || scores.size() != pieces.size()) {
     return absl::InvalidArgumentError(absl::StrCat("tokenizer: ", vocab_size, " pieces and ",
@@ -166,6 +166,7 @@ absl::StatusOr<Llama2cTokenizer> Llama2cTokenizer::FromVocab(std::vector<std::st
                                                    kMaxVocabSize, "])"));
   }
   Llama2cTokenizer tok;
+  tok.adds_bos_by_default_ = adds_bos_by_default;
   tok.byte_piece_.resize(vocab_size);
   tok.piece_to_id_.reserve(vocab_size);
   for (int id = 0; id < vocab_size; ++id) {

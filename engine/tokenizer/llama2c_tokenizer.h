@@ -28,9 +28,10 @@ class Llama2cTokenizer : public Tokenizer {
 
   // The same tokenizer from its pieces (spaces as ' ', not U+2581; byte
   // tokens as "<0xXX>") and scores, e.g. from GGUF metadata. Ids 0, 1, 2 must
-  // be <unk>, BOS and EOS.
+  // be <unk>, BOS and EOS. `adds_bos_by_default`: GGUF's add_bos_token.
   static absl::StatusOr<Llama2cTokenizer> FromVocab(std::vector<std::string> pieces,
-                                                    std::vector<float> scores);
+                                                    std::vector<float> scores,
+                                                    bool adds_bos_by_default = true);
 
   // BOS (if add_bos), then the dummy-prefix space for non-empty text, UTF-8
   // code points (byte tokens for those not in the vocabulary), then BPE
@@ -47,6 +48,7 @@ class Llama2cTokenizer : public Tokenizer {
   // The vocabulary entry as stored (for Tokenize's `pieces`).
   const std::string& Piece(int id) const override { return pieces_[id]; }
   int vocab_size() const override { return static_cast<int>(pieces_.size()); }
+  bool AddsBosByDefault() const override { return adds_bos_by_default_; }
   int bos_id() const override { return kBosId; }
   int eos_id() const override { return kEosId; }
 
@@ -58,6 +60,7 @@ class Llama2cTokenizer : public Tokenizer {
   // empty for other pieces.
   std::vector<std::string> byte_piece_;
   int max_token_length_ = 0;
+  bool adds_bos_by_default_ = true;
 };
 
 }  // namespace inferd
