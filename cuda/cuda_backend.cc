@@ -76,6 +76,7 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override;
 
   absl::Status Forward(const StepBatch& batch, absl::Span<float> logits) override;
+  bool SelectsLogitCandidates() const override { return true; }
   absl::Status ForwardCandidates(const StepBatch& batch, absl::Span<float> logits,
                                  absl::Span<LogitCandidates> candidates) override;
 

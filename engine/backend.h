@@ -109,6 +109,11 @@ class Backend {
   // cross to the host.
   virtual absl::Status ForwardCandidates(const StepBatch& batch, absl::Span<float> logits,
                                          absl::Span<LogitCandidates> candidates);
+  // Whether ForwardCandidates saves work (rows reduced where they are
+  // computed, so only candidates are copied). The engine asks for candidates
+  // only then: on the host the full row is already in memory, and selecting
+  // candidates from it would be work on top of sampling.
+  virtual bool SelectsLogitCandidates() const { return false; }
 
   virtual const ModelConfig& config() const = 0;
   virtual const KvCacheConfig& kv_config() const = 0;

@@ -260,7 +260,8 @@ bool IsMasked(const ModelConfig& model, const StoppingCriteria& stopping, int nu
 
 // A greedy request without penalties or logprobs needs only its row's best
 // candidates (one, plus one per id masked before min_tokens), which a device
-// backend selects without copying the row; 0: it needs the whole row.
+// backend selects without copying the row (Backend::SelectsLogitCandidates);
+// 0: it needs the whole row.
 int CandidatesNeeded(const ModelConfig& model, const Sequence& sequence) {
   const Request& r = sequence.request;
   const SamplingParams& p = r.sampling;
@@ -284,7 +285,7 @@ void Engine::BuildBatch(const SchedulerOutput& scheduled) {
     const Sequence& sequence = *s.sequence;
     batch_.AddSequence(absl::MakeConstSpan(sequence.tokens.data() + sequence.num_computed, s.num_new_tokens),
                        sequence.num_computed + s.num_new_tokens, sequence.block_table, s.need_logits,
-                       s.need_logits ? CandidatesNeeded(model, sequence) : 0);
+                       s.need_logits && backend_->SelectsLogitCandidates() ? CandidatesNeeded(model, sequence) : 0);
   }
   const size_t needed = static_cast<size_t>(batch_.num_full_logit_rows()) * model.vocab_size;
   if (logits_.size() < needed) logits_.resize(needed);
