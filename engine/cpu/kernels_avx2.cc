@@ -111,24 +111,47 @@ inline void Q8Tile(const Activations& x, int row0, const char* w, size_t ldw, fl
     for (int j = 0; j < NT; ++j) out[i * ldo + j] = Reduce(acc[i][j]);
 }
 
+// Tile shapes (activation rows x weight rows) per weight type, so that the
+// accumulators, the weight vectors and a broadcast x fit in 16 ymm
+// registers. Measured with cpu_matmul_benchmark (2048x768, 512 rows, one
+// thread): F32 3x4 runs 1.35x the 4x4 tiles (which spill), F16/BF16 4x3
+// 1.1x; Q8_0 keeps 4x4 (4x2 and 3x3 are no faster, 2x4 is slower).
+#ifndef INFERD_AVX2_TILES  // -D to try other shapes in the benchmark
+#define INFERD_AVX2_TILES 3, 4, 4, 3, 4, 4
+#endif
+constexpr int kTiles[] = {INFERD_AVX2_TILES};
+
+template <WeightType T>
+constexpr int RowTile() {
+  return T == WeightType::kF32 ? kTiles[0] : T == WeightType::kQ8_0 ? kTiles[4] : kTiles[2];
+}
+
+template <WeightType T>
+constexpr int WeightTile() {
+  return T == WeightType::kF32 ? kTiles[1] : T == WeightType::kQ8_0 ? kTiles[5] : kTiles[3];
+}
+
 template <WeightType T, int NT>
 inline void RowsAgainstTile(const Activations& x, const char* w, size_t ldw, float* out, int ldo) {
   int m = 0;
   if constexpr (T == WeightType::kQ8_0) {
-    for (; m + 4 <= x.rows; m += 4) Q8Tile<4, NT>(x, m, w, ldw, out + m * ldo, ldo);
+    constexpr int kMT = RowTile<T>();
+    for (; m + kMT <= x.rows; m += kMT) Q8Tile<kMT, NT>(x, m, w, ldw, out + m * ldo, ldo);
     for (; m < x.rows; ++m) Q8Tile<1, NT>(x, m, w, ldw, out + m * ldo, ldo);
   } else {
     const int k = x.cols;
-    for (; m + 4 <= x.rows; m += 4) FloatTile<T, 4, NT>(x.f32 + m * k, k, w, ldw, k, out + m * ldo, ldo);
+    constexpr int kMT = RowTile<T>();
+    for (; m + kMT <= x.rows; m += kMT) FloatTile<T, kMT, NT>(x.f32 + m * k, k, w, ldw, k, out + m * ldo, ldo);
     for (; m < x.rows; ++m) FloatTile<T, 1, NT>(x.f32 + m * k, k, w, ldw, k, out + m * ldo, ldo);
   }
 }
 
 template <WeightType T>
 void Gemm(const Activations& x, const void* w, size_t w_row_bytes, int n_out, float* out, int ldo) {
+  constexpr int kNT = WeightTile<T>();
   const char* wc = static_cast<const char*>(w);
   int n = 0;
-  for (; n + 4 <= n_out; n += 4) RowsAgainstTile<T, 4>(x, wc + n * w_row_bytes, w_row_bytes, out + n, ldo);
+  for (; n + kNT <= n_out; n += kNT) RowsAgainstTile<T, kNT>(x, wc + n * w_row_bytes, w_row_bytes, out + n, ldo);
   for (; n < n_out; ++n) RowsAgainstTile<T, 1>(x, wc + n * w_row_bytes, w_row_bytes, out + n, ldo);
 }
 
