@@ -5,11 +5,17 @@
 // weight_GB/s), 512 is a prefill chunk (compute-bound: read GFLOP/s). The
 // portable set runs at 1 and 8 rows only; at 512 it would take minutes.
 //
+// Activations and weights are 64-byte aligned: an AVX-512 row tile over
+// misaligned activation rows (glibc's large blocks start 16 bytes past a
+// page) runs 20-30% slower at 512 rows, f32 weights 32 bytes off 10-15%.
+//
 // The machine is shared and noisy: compare sets within one run, as ratios
-// (e.g. --benchmark_filter='2048x768' --benchmark_repetitions=3).
+// (e.g. --benchmark_filter='2048x768' --benchmark_repetitions=3), and with
+// OMP_NUM_THREADS=1 read the CPU column.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <new>
 #include <random>
 #include <string>
 #include <vector>
@@ -20,16 +26,30 @@
 namespace inferd::cpu {
 namespace {
 
+template <typename T>
+struct Aligned64 {
+  using value_type = T;
+  Aligned64() = default;
+  template <typename U>
+  explicit Aligned64(const Aligned64<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
+  bool operator==(const Aligned64&) const { return true; }
+};
+
+template <typename T>
+using AlignedVector = std::vector<T, Aligned64<T>>;
+
 void BM_MatMul(benchmark::State& state, const KernelSet* set, WeightType type, int out_features, int in_features,
                int rows) {
   std::mt19937 rng(1);
   std::normal_distribution<float> dist(0.0f, 0.02f);
   std::vector<float> source(static_cast<size_t>(out_features) * in_features);
-  std::vector<float> x(static_cast<size_t>(rows) * in_features);
+  AlignedVector<float> x(static_cast<size_t>(rows) * in_features);
   for (float& f : source) f = dist(rng);
   for (float& f : x) f = dist(rng) * 50;
   const size_t row_bytes = RowBytes(type, in_features);
-  std::vector<uint8_t> bytes(row_bytes * out_features);
+  AlignedVector<uint8_t> bytes(row_bytes * out_features);
   for (int r = 0; r < out_features; ++r) {
     set->types[static_cast<int>(type)].from_float(&source[static_cast<size_t>(r) * in_features], &bytes[r * row_bytes],
                                                   in_features);
