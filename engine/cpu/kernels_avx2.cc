@@ -131,28 +131,39 @@ constexpr int WeightTile() {
   return T == WeightType::kF32 ? kTiles[1] : T == WeightType::kQ8_0 ? kTiles[5] : kTiles[3];
 }
 
-template <WeightType T, int NT>
-inline void RowsAgainstTile(const Activations& x, const char* w, size_t ldw, float* out, int ldo) {
-  int m = 0;
+template <WeightType T, int MT, int NT>
+inline void Tile(const Activations& x, int m, const char* w, size_t ldw, float* out, int ldo) {
   if constexpr (T == WeightType::kQ8_0) {
-    constexpr int kMT = RowTile<T>();
-    for (; m + kMT <= x.rows; m += kMT) Q8Tile<kMT, NT>(x, m, w, ldw, out + m * ldo, ldo);
-    for (; m < x.rows; ++m) Q8Tile<1, NT>(x, m, w, ldw, out + m * ldo, ldo);
+    Q8Tile<MT, NT>(x, m, w, ldw, out + m * ldo, ldo);
   } else {
     const int k = x.cols;
-    constexpr int kMT = RowTile<T>();
-    for (; m + kMT <= x.rows; m += kMT) FloatTile<T, kMT, NT>(x.f32 + m * k, k, w, ldw, k, out + m * ldo, ldo);
-    for (; m < x.rows; ++m) FloatTile<T, 1, NT>(x.f32 + m * k, k, w, ldw, k, out + m * ldo, ldo);
+    FloatTile<T, MT, NT>(x.f32 + m * k, k, w, ldw, k, out + m * ldo, ldo);
+  }
+}
+
+// Rows [m0, m1), a multiple of MT of them, against the n_out weight rows
+// in tiles of NT (1 for the rest); each weight tile sweeps over the rows.
+template <WeightType T, int MT, int NT>
+void RowsAgainstWeights(const Activations& x, int m0, int m1, const char* w, size_t ldw, int n_out, float* out,
+                        int ldo) {
+  int n = 0;
+  for (; n + NT <= n_out; n += NT) {
+    for (int m = m0; m < m1; m += MT) Tile<T, MT, NT>(x, m, w + n * ldw, ldw, out + n, ldo);
+  }
+  for (; n < n_out; ++n) {
+    for (int m = m0; m < m1; m += MT) Tile<T, MT, 1>(x, m, w + n * ldw, ldw, out + n, ldo);
   }
 }
 
 template <WeightType T>
 void Gemm(const Activations& x, const void* w, size_t w_row_bytes, int n_out, float* out, int ldo) {
-  constexpr int kNT = WeightTile<T>();
   const char* wc = static_cast<const char*>(w);
-  int n = 0;
-  for (; n + kNT <= n_out; n += kNT) RowsAgainstTile<T, kNT>(x, wc + n * w_row_bytes, w_row_bytes, out + n, ldo);
-  for (; n < n_out; ++n) RowsAgainstTile<T, 1>(x, wc + n * w_row_bytes, w_row_bytes, out + n, ldo);
+  constexpr int kMT = RowTile<T>();
+  const int full = x.rows - x.rows % kMT;
+  RowsAgainstWeights<T, kMT, WeightTile<T>()>(x, 0, full, wc, w_row_bytes, n_out, out, ldo);
+  // The rows left over (the whole of a batch-1 decode step) one at a time,
+  // against four weight rows: four weight streams in flight.
+  RowsAgainstWeights<T, 1, 4>(x, full, x.rows, wc, w_row_bytes, n_out, out, ldo);
 }
 
 float Dot(const float* a, const float* b, int n) {

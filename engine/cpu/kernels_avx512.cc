@@ -88,8 +88,8 @@ inline void StoreTile(const __m512 (&acc)[MT][NT], float* out, int ldo) {
     for (int j = 0; j < NT; ++j) out[i * ldo + j] = sums[i * NT + j];
 }
 
-// Sixteen weights from element kk of a row, widened to fp32; `mask` loads
-// only the lanes below k and zeroes the rest.
+// Sixteen weights from element kk of a row, widened to fp32; the masked
+// form loads only the lanes in `mask` and zeroes the rest (the k tail).
 template <WeightType T>
 inline __m512 LoadWeights(const char* row, int kk) {
   if constexpr (T == WeightType::kF32) {
