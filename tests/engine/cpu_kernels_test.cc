@@ -82,6 +82,7 @@ std::vector<Shape> ShapesFor(WeightType type) {
     shapes.push_back({6, 11, 37});
     shapes.push_back({13, 7, 200});
     shapes.push_back({2, 3, 5});
+    shapes.push_back({9, 6, 2100});
   }
   return shapes;
 }
@@ -169,7 +170,7 @@ TEST_P(KernelSetTest, MatMulIsBatchInvariant) {
 // over lengths with and without vector tails.
 TEST_P(KernelSetTest, GemmIsInvariantToRowAndOutputSplits) {
   for (WeightType type : kTypes) {
-    for (int cols : {32, 96, 160, 768, 13, 47, 200}) {
+    for (int cols : {32, 96, 160, 768, 2048, 13, 47, 200, 2100}) {
       if (type == WeightType::kQ8_0 && cols % 32 != 0) continue;
       SCOPED_TRACE(::testing::Message() << set_->isa << " " << WeightTypeName(type) << " cols " << cols);
       const int rows = 23, n_out = 29;
