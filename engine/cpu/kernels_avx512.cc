@@ -9,11 +9,12 @@
 // per accumulator, whether it runs alone (Reduce1) or transposed with 15
 // others (Reduce16). So tile shape and grouping never change a result.
 //
-// Q8_0: two 32-element blocks per zmm. vpdpbusd multiplies u8 by s8, so x is
-// offset to x + 128 (u8) and the offset's contribution, 128 * sum(w), is
-// subtracted exactly in int32 by starting the dot product from -128 * sum(w)
-// (itself a vpdpbusd). Each int32 lane (four products) is then converted and
-// multiply-added in fp32 with the product of the two blocks' scales.
+// Q8_0: two 32-element blocks per zmm. vpdpbusd multiplies u8 by s8, so the
+// weights are offset to w + 128 (u8) and the offset's contribution,
+// 128 * sum(x), is subtracted exactly in int32 by starting the dot product
+// from -128 * sum(x) (itself a vpdpbusd, once per activation row). Each
+// int32 lane (four products) is then converted and multiply-added in fp32
+// with the product of the two blocks' scales.
 #include "engine/cpu/kernel_parts.h"
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -157,26 +158,31 @@ inline void FloatTile(const float* x, int ldx, const char* w, size_t ldw, int k,
 // The weights of two Q8_0 blocks (b, b + 1; b + 1 absent when `pair` is
 // false: zero quants and scale) as VNNI reads them.
 struct Q8Pair {
-  __m512i q;        // 64 quants
-  __m512i neg_sum;  // per int32 lane, -128 * (sum of its four quants)
-  __m512 d;         // lanes 0-7 block b's scale, 8-15 block b + 1's
+  __m512i q_offset;  // 64 quants + 128, as u8
+  __m512 d;          // lanes 0-7 block b's scale, 8-15 block b + 1's
 };
 
 inline Q8Pair LoadQ8Pair(const char* block, bool pair) {
-  uint16_t d0, d1 = 0;
-  std::memcpy(&d0, block, 2);
   const __m256i q0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
-  __m256i q1 = _mm256_setzero_si256();
-  if (pair) {
-    std::memcpy(&d1, block + kQ8_0BlockBytes, 2);
-    q1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + kQ8_0BlockBytes + 2));
-  }
   Q8Pair p;
-  p.q = _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);
-  p.neg_sum = _mm512_sub_epi32(_mm512_setzero_si512(),
-                               _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(-128), p.q));
-  p.d = _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16(static_cast<short>(d0))),
-                                                _mm_set1_epi16(static_cast<short>(d1)), 1));
+  if (pair) {
+    const __m256i q1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + kQ8_0BlockBytes + 2));
+    p.q_offset = _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);
+    // Both fp16 scales (16-bit words 0 and 17 of the pair) spread to eight
+    // words each by one permute.
+    const __m512i words = _mm512_permutexvar_epi16(
+        _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 17, 17, 17, 17, 17, 17, 17, 17, 0, 0, 0, 0,
+                         0, 0, 0, 0),
+        _mm512_loadu_si512(block));
+    p.d = _mm512_cvtph_ps(_mm512_castsi512_si256(words));
+  } else {
+    uint16_t d0;
+    std::memcpy(&d0, block, 2);
+    p.q_offset = _mm512_zextsi256_si512(q0);
+    p.d = _mm512_cvtph_ps(_mm256_zextsi128_si256(_mm_set1_epi16(static_cast<short>(d0))));
+  }
+  // An absent block's zero quants become 128s, against zero activations.
+  p.q_offset = _mm512_xor_si512(p.q_offset, _mm512_set1_epi8(-128));
   return p;
 }
 
@@ -208,21 +214,22 @@ inline void Q8Tile(const Activations& x, int row0, const char* w, size_t ldw, fl
       const size_t r = static_cast<size_t>(row0 + i);
       const int8_t* xq = x.q8 + r * x.cols + static_cast<size_t>(b) * kQ8_0BlockSize;
       const float* xs = x.q8_scales + r * blocks + b;
-      __m512i xu;
+      __m512i xv;
       __m128 xd;
       if (pair) {
-        xu = _mm512_xor_si512(_mm512_loadu_si512(xq), offset);
+        xv = _mm512_loadu_si512(xq);
         xd = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(xs)));
       } else {
-        // Upper half: 128s against zero quants, scale 0.
-        xu = _mm512_xor_si512(_mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq))),
-                              offset);
+        xv = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
         xd = _mm_load_ss(xs);
       }
+      // (w + 128) * x summed from -128 * x: exactly w * x, in int32.
+      const __m512i neg_sum =
+          _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, xv));
       const __m512 xd16 = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(xd));
 #pragma GCC unroll 8
       for (int j = 0; j < NT; ++j) {
-        const __m512i isum = _mm512_dpbusd_epi32(wp[j].neg_sum, xu, wp[j].q);
+        const __m512i isum = _mm512_dpbusd_epi32(neg_sum, wp[j].q_offset, xv);
         acc[i][j] = _mm512_fmadd_ps(_mm512_mul_ps(wp[j].d, xd16), _mm512_cvtepi32_ps(isum), acc[i][j]);
       }
     }
