@@ -29,5 +29,8 @@ struct IsaKernels {
 IsaKernels PortableIsaKernels();
 // False where the build has no AVX2 code.
 bool Avx2IsaKernels(IsaKernels* out);
+// False where the build has no AVX-512 code (kernels_avx512.cc). The code
+// itself needs AVX-512 F/BW/VL/DQ/VNNI: callers check CPUID first.
+bool Avx512IsaKernels(IsaKernels* out);
 
 }  // namespace inferd::cpu::parts

@@ -1,7 +1,14 @@
 #include "engine/cpu/kernels.h"
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "engine/model/float16.h"
 #include "engine/cpu/kernel_parts.h"
@@ -99,21 +106,104 @@ const KernelSet* Avx2Kernels() {
   return set;
 }
 
-const KernelSet& ActiveKernels() {
-  static const KernelSet& set = Avx2Kernels() != nullptr ? *Avx2Kernels() : PortableKernels();
+const KernelSet* Avx512Kernels() {
+  static const KernelSet* set = []() -> const KernelSet* {
+#if defined(__x86_64__)
+    // The AVX-512 file is compiled on top of the x86-64-v3 baseline.
+    if (Avx2Kernels() == nullptr) return nullptr;
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+        !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512dq") ||
+        !__builtin_cpu_supports("avx512vnni")) {
+      return nullptr;
+    }
+    parts::IsaKernels k;
+    if (!parts::Avx512IsaKernels(&k)) return nullptr;
+    return new KernelSet(Assemble("avx512", k));
+#else
+    return nullptr;
+#endif
+  }();
   return set;
 }
+
+std::vector<const KernelSet*> AvailableKernelSets() {
+  std::vector<const KernelSet*> sets = {&PortableKernels()};
+  if (Avx2Kernels() != nullptr) sets.push_back(Avx2Kernels());
+  if (Avx512Kernels() != nullptr) sets.push_back(Avx512Kernels());
+  return sets;
+}
+
+const KernelSet* KernelSetNamed(std::string_view isa) {
+  for (const KernelSet* set : AvailableKernelSets()) {
+    if (isa == set->isa) return set;
+  }
+  return nullptr;
+}
+
+const KernelSet& ActiveKernels() {
+  static const KernelSet& set = []() -> const KernelSet& {
+    const KernelSet& best = *AvailableKernelSets().back();
+    const char* env = std::getenv("INFERD_CPU_KERNELS");
+    if (env == nullptr || *env == '\0') return best;
+    if (const KernelSet* chosen = KernelSetNamed(env); chosen != nullptr) return *chosen;
+    std::string names;
+    for (const KernelSet* s : AvailableKernelSets()) names += std::string(names.empty() ? "" : ", ") + s->isa;
+    std::fprintf(stderr, "inferd: INFERD_CPU_KERNELS=%s is not a kernel set this CPU runs (%s); using %s\n", env,
+                 names.c_str(), best.isa);
+    return best;
+  }();
+  return set;
+}
+
+namespace {
+
+// One 32-element block: scale = max|x| / 127, q = roundf(x / scale).
+void QuantizeBlockQ8(const float* xb, int8_t* q, float* scale) {
+#if defined(__AVX2__)
+  // Eight lanes, bit for bit the scalar code below: max, the division and
+  // the products are the same IEEE operations, and roundf (half away from
+  // zero) is trunc(t) plus sign(t) where |t - trunc(t)| >= 0.5 (exact).
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  __m256 v[4];
+  __m256 m = _mm256_setzero_ps();
+  for (int i = 0; i < 4; ++i) {
+    v[i] = _mm256_loadu_ps(xb + 8 * i);
+    m = _mm256_max_ps(_mm256_and_ps(v[i], abs_mask), m);  // a NaN x is skipped, as by fmax
+  }
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  const float amax = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+  const float d = amax / 127.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  *scale = d;
+  const __m256 idv = _mm256_set1_ps(id), half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+  __m256i n[4];
+  for (int i = 0; i < 4; ++i) {
+    const __m256 t = _mm256_mul_ps(v[i], idv);
+    const __m256 r = _mm256_round_ps(t, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256 away = _mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(t, r), abs_mask), half, _CMP_GE_OQ);
+    const __m256 step = _mm256_and_ps(away, _mm256_or_ps(one, _mm256_andnot_ps(abs_mask, t)));
+    n[i] = _mm256_cvttps_epi32(_mm256_add_ps(r, step));
+  }
+  const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(n[0], n[1]), _mm256_packs_epi32(n[2], n[3]));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(q),
+                      _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+#else
+  float amax = 0.0f;
+  for (int i = 0; i < kQ8_0BlockSize; ++i) amax = std::fmax(amax, std::fabs(xb[i]));
+  const float d = amax / 127.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  *scale = d;
+  for (int i = 0; i < kQ8_0BlockSize; ++i) q[i] = static_cast<int8_t>(std::roundf(xb[i] * id));
+#endif
+}
+
+}  // namespace
 
 void QuantizeActivationsQ8(const float* x, int rows, int cols, int8_t* q8, float* scales) {
   const int blocks = cols / kQ8_0BlockSize;
   for (int64_t b = 0; b < static_cast<int64_t>(rows) * blocks; ++b) {
-    const float* xb = x + b * kQ8_0BlockSize;
-    float amax = 0.0f;
-    for (int i = 0; i < kQ8_0BlockSize; ++i) amax = std::fmax(amax, std::fabs(xb[i]));
-    const float d = amax / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    scales[b] = d;
-    for (int i = 0; i < kQ8_0BlockSize; ++i) q8[b * kQ8_0BlockSize + i] = static_cast<int8_t>(std::roundf(xb[i] * id));
+    QuantizeBlockQ8(x + b * kQ8_0BlockSize, q8 + b * kQ8_0BlockSize, scales + b);
   }
 }
 

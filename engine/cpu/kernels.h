@@ -13,6 +13,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
+#include <vector>
 
 #include "engine/model/model_weights.h"
 
@@ -21,6 +23,10 @@ namespace inferd::cpu {
 // Activation rows as a GEMM reads them: always the floats; for Q8_0 weights
 // also each 32-element block quantized to int8 with one fp32 scale
 // (x ≈ q8_scales[r][b] * q8[r][32b + i], q in [-127, 127]).
+// Rows on 64-byte boundaries (f32 aligned to 64, cols % 16 == 0) let the
+// AVX-512 tiles load whole cache lines: misaligned ones (glibc's large
+// blocks start 16 bytes past a page) cost 20-30% at prefill sizes; so do
+// f32 weight rows off 64 bytes, 10-15%.
 struct Activations {
   int rows = 0;
   int cols = 0;                        // the weights' in_features
@@ -43,7 +49,7 @@ struct TypeTraits {
 };
 
 struct KernelSet {
-  const char* isa;  // "avx2", "portable"
+  const char* isa;  // "avx512", "avx2", "portable"
   // sum_k a[k] * b[k] in fp32 (attention scores).
   float (*dot)(const float* a, const float* b, int n);
   TypeTraits types[4];  // indexed by WeightType
@@ -51,13 +57,24 @@ struct KernelSet {
   const TypeTraits& operator[](WeightType type) const { return types[static_cast<int>(type)]; }
 };
 
-// The best set this CPU runs, chosen on first use and fixed for the process.
+// The set the process uses, chosen on first use and fixed for the process:
+// the best this CPU runs (avx512 > avx2 > portable), or the one named by the
+// environment variable INFERD_CPU_KERNELS (avx512, avx2 or portable), to
+// compare sets. A name this CPU does not run is not fatal: one line on
+// stderr says so and the best set is used.
 const KernelSet& ActiveKernels();
 // Plain C++ loops: the fallback on CPUs without AVX2/FMA/F16C, and a second
 // implementation for tests.
 const KernelSet& PortableKernels();
 // AVX2 + FMA + F16C; nullptr where the build or the CPU lacks them.
 const KernelSet* Avx2Kernels();
+// AVX-512 F/BW/VL/DQ/VNNI (kernels_avx512.cc, chosen by CPUID at run time
+// over the x86-64-v3 build); nullptr where the build or the CPU lacks them.
+const KernelSet* Avx512Kernels();
+// Every set this CPU runs, from portable to the best.
+std::vector<const KernelSet*> AvailableKernelSets();
+// The set whose isa is `isa`, if this CPU runs it; else nullptr.
+const KernelSet* KernelSetNamed(std::string_view isa);
 
 // Quantizes activation rows for Q8_0 GEMMs, per 32-element block:
 // scale = max|x| / 127, q = round(x / scale). cols % 32 == 0.

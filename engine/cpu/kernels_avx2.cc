@@ -41,8 +41,11 @@ inline float Weight(const char* row, int k) {
   else return BFloat16ToFloat(reinterpret_cast<const uint16_t*>(row)[k]);
 }
 
-template <WeightType T, int MT, int NT>
+// kPrefetch: also fetch the next NT weight rows into cache as this tile
+// steps through its own (see RowsAgainstWeights).
+template <WeightType T, int MT, int NT, bool kPrefetch = false>
 inline void FloatTile(const float* x, int ldx, const char* w, size_t ldw, int k, float* out, int ldo) {
+  constexpr int kElementBytes = T == WeightType::kF32 ? 4 : 2;
   // Fully unrolled, so that the MT x NT accumulators live in registers.
   __m256 acc[MT][NT];
 #pragma GCC unroll 4
@@ -54,6 +57,10 @@ inline void FloatTile(const float* x, int ldx, const char* w, size_t ldw, int k,
     __m256 wv[NT];
 #pragma GCC unroll 4
     for (int j = 0; j < NT; ++j) wv[j] = LoadWeights<T>(w + j * ldw, kk);
+    if constexpr (kPrefetch) {
+#pragma GCC unroll 4
+      for (int j = 0; j < NT; ++j) _mm_prefetch(w + (NT + j) * ldw + kk * kElementBytes, _MM_HINT_T0);
+    }
 #pragma GCC unroll 4
     for (int i = 0; i < MT; ++i) {
       const __m256 xv = _mm256_loadu_ps(x + i * ldx + kk);
@@ -73,7 +80,7 @@ inline void FloatTile(const float* x, int ldx, const char* w, size_t ldw, int k,
 // Per 32-element block: |w| (u8) times x with w's sign (s8) by maddubs —
 // no saturation, as |w| <= 128 and |x| <= 127 — summed exactly to eight
 // int32 lanes, then one fp32 multiply-add by the product of the scales.
-template <int MT, int NT>
+template <int MT, int NT, bool kPrefetch = false>
 inline void Q8Tile(const Activations& x, int row0, const char* w, size_t ldw, float* out, int ldo) {
   const int blocks = x.cols / kQ8_0BlockSize;
   const __m256i ones = _mm256_set1_epi16(1);
@@ -93,6 +100,7 @@ inline void Q8Tile(const Activations& x, int row0, const char* w, size_t ldw, fl
       wd[j] = _cvtsh_ss(d_bits);
       wq[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
       wabs[j] = _mm256_sign_epi8(wq[j], wq[j]);
+      if constexpr (kPrefetch) _mm_prefetch(block + NT * ldw, _MM_HINT_T0);
     }
 #pragma GCC unroll 4
     for (int i = 0; i < MT; ++i) {
@@ -111,25 +119,70 @@ inline void Q8Tile(const Activations& x, int row0, const char* w, size_t ldw, fl
     for (int j = 0; j < NT; ++j) out[i * ldo + j] = Reduce(acc[i][j]);
 }
 
-template <WeightType T, int NT>
-inline void RowsAgainstTile(const Activations& x, const char* w, size_t ldw, float* out, int ldo) {
-  int m = 0;
+// Tile shapes (activation rows x weight rows) per weight type, so that the
+// accumulators, the weight vectors and a broadcast x fit in 16 ymm
+// registers. Measured with cpu_matmul_benchmark (2048x768, 512 rows, one
+// thread): F32 3x4 runs 1.35x the 4x4 tiles (which spill), F16/BF16 4x3
+// 1.1x; Q8_0 keeps 4x4 (4x2 and 3x3 are no faster, 2x4 is slower).
+#ifndef INFERD_AVX2_TILES  // -D to try other shapes in the benchmark
+#define INFERD_AVX2_TILES 3, 4, 4, 3, 4, 4
+#endif
+constexpr int kTiles[] = {INFERD_AVX2_TILES};
+
+template <WeightType T>
+constexpr int RowTile() {
+  return T == WeightType::kF32 ? kTiles[0] : T == WeightType::kQ8_0 ? kTiles[4] : kTiles[2];
+}
+
+template <WeightType T>
+constexpr int WeightTile() {
+  return T == WeightType::kF32 ? kTiles[1] : T == WeightType::kQ8_0 ? kTiles[5] : kTiles[3];
+}
+
+template <WeightType T, int MT, int NT, bool kPrefetch>
+inline void Tile(const Activations& x, int m, const char* w, size_t ldw, float* out, int ldo) {
   if constexpr (T == WeightType::kQ8_0) {
-    for (; m + 4 <= x.rows; m += 4) Q8Tile<4, NT>(x, m, w, ldw, out + m * ldo, ldo);
-    for (; m < x.rows; ++m) Q8Tile<1, NT>(x, m, w, ldw, out + m * ldo, ldo);
+    Q8Tile<MT, NT, kPrefetch>(x, m, w, ldw, out + m * ldo, ldo);
   } else {
     const int k = x.cols;
-    for (; m + 4 <= x.rows; m += 4) FloatTile<T, 4, NT>(x.f32 + m * k, k, w, ldw, k, out + m * ldo, ldo);
-    for (; m < x.rows; ++m) FloatTile<T, 1, NT>(x.f32 + m * k, k, w, ldw, k, out + m * ldo, ldo);
+    FloatTile<T, MT, NT, kPrefetch>(x.f32 + m * k, k, w, ldw, k, out + m * ldo, ldo);
   }
+}
+
+// Rows [m0, m1), a multiple of MT of them, against NT weight rows. Only
+// the first row tile reads those from memory, the others find them in L1;
+// so that the memory stream does not stall meanwhile (batched decode), the
+// last row tile prefetches the next NT weight rows.
+template <WeightType T, int MT, int NT>
+inline void RowsAgainstTile(const Activations& x, int m0, int m1, const char* w, size_t ldw, float* out, int ldo) {
+  for (int m = m0; m < m1; m += MT) {
+    if (m + MT == m1) {
+      Tile<T, MT, NT, true>(x, m, w, ldw, out, ldo);
+    } else {
+      Tile<T, MT, NT, false>(x, m, w, ldw, out, ldo);
+    }
+  }
+}
+
+// Rows [m0, m1) against the n_out weight rows in tiles of NT (1 for the
+// rest).
+template <WeightType T, int MT, int NT>
+void RowsAgainstWeights(const Activations& x, int m0, int m1, const char* w, size_t ldw, int n_out, float* out,
+                        int ldo) {
+  int n = 0;
+  for (; n + NT <= n_out; n += NT) RowsAgainstTile<T, MT, NT>(x, m0, m1, w + n * ldw, ldw, out + n, ldo);
+  for (; n < n_out; ++n) RowsAgainstTile<T, MT, 1>(x, m0, m1, w + n * ldw, ldw, out + n, ldo);
 }
 
 template <WeightType T>
 void Gemm(const Activations& x, const void* w, size_t w_row_bytes, int n_out, float* out, int ldo) {
   const char* wc = static_cast<const char*>(w);
-  int n = 0;
-  for (; n + 4 <= n_out; n += 4) RowsAgainstTile<T, 4>(x, wc + n * w_row_bytes, w_row_bytes, out + n, ldo);
-  for (; n < n_out; ++n) RowsAgainstTile<T, 1>(x, wc + n * w_row_bytes, w_row_bytes, out + n, ldo);
+  constexpr int kMT = RowTile<T>();
+  const int full = x.rows - x.rows % kMT;
+  RowsAgainstWeights<T, kMT, WeightTile<T>()>(x, 0, full, wc, w_row_bytes, n_out, out, ldo);
+  // The rows left over (the whole of a batch-1 decode step) one at a time,
+  // against four weight rows: four weight streams in flight.
+  RowsAgainstWeights<T, 1, 4>(x, full, x.rows, wc, w_row_bytes, n_out, out, ldo);
 }
 
 float Dot(const float* a, const float* b, int n) {

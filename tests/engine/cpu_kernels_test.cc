@@ -19,8 +19,12 @@
 #include <immintrin.h>
 #endif
 
+#include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <random>
 #include <vector>
 
@@ -34,12 +38,7 @@ namespace inferd::cpu {
 namespace {
 
 constexpr WeightType kTypes[] = {WeightType::kF32, WeightType::kF16, WeightType::kBF16, WeightType::kQ8_0};
-
-std::vector<const KernelSet*> AllKernelSets() {
-  std::vector<const KernelSet*> sets = {&PortableKernels()};
-  if (Avx2Kernels() != nullptr) sets.push_back(Avx2Kernels());
-  return sets;
-}
+constexpr const char* kKernelSetNames[] = {"portable", "avx2", "avx512"};
 
 std::vector<float> RandomFloats(size_t n, uint32_t seed, float scale = 1.0f) {
   std::mt19937 rng(seed);
@@ -74,50 +73,64 @@ struct Shape {
   int rows, out, cols;
 };
 
-// Column counts that are multiples of 32 (Q8_0 needs them), plus ones with
-// a tail that the 8-wide loops handle element by element.
+// Column counts that are multiples of 32 (Q8_0 needs them; 96 and 160 have
+// an odd number of blocks, which the AVX-512 kernels take in pairs), plus,
+// for the float types, ones with tails past the 8- and 16-wide steps.
 std::vector<Shape> ShapesFor(WeightType type) {
-  std::vector<Shape> shapes = {{1, 1, 32}, {3, 5, 64}, {5, 37, 256}, {9, 70, 128}, {70, 9, 96}};
-  if (type != WeightType::kQ8_0) shapes.push_back({6, 11, 37});
+  std::vector<Shape> shapes = {{1, 1, 32}, {3, 5, 64}, {5, 37, 256}, {9, 70, 128}, {70, 9, 96}, {17, 33, 160}};
+  if (type != WeightType::kQ8_0) {
+    shapes.push_back({6, 11, 37});
+    shapes.push_back({13, 7, 200});
+    shapes.push_back({2, 3, 5});
+    shapes.push_back({9, 6, 2100});
+  }
   return shapes;
 }
 
-TEST(CpuKernels, MatMulMatchesDoubleReferenceOfDequantizedWeights) {
-  for (const KernelSet* set : AllKernelSets()) {
-    for (WeightType type : kTypes) {
-      for (const Shape& s : ShapesFor(type)) {
-        SCOPED_TRACE(::testing::Message() << set->isa << " " << WeightTypeName(type) << " rows " << s.rows
-                                          << " out " << s.out << " cols " << s.cols);
-        const TypedMatrix w = MakeMatrix(type, s.out, s.cols, 100 + s.cols);
-        const std::vector<float> x = RandomFloats(static_cast<size_t>(s.rows) * s.cols, 200 + s.rows);
-        std::vector<float> out(static_cast<size_t>(s.rows) * s.out);
-        MatMul(*set, x.data(), s.rows, w.tensor, out.data());
+// One test instance per kernel set; sets this CPU does not run skip.
+class KernelSetTest : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    set_ = KernelSetNamed(GetParam());
+    if (set_ == nullptr) GTEST_SKIP() << "this CPU (or build) does not run the " << GetParam() << " kernels";
+  }
+  const KernelSet* set_ = nullptr;
+};
 
-        // What the Q8_0 GEMM multiplies: the activations as quantized.
-        std::vector<float> xq = x, x_scales;
-        if (type == WeightType::kQ8_0) {
-          std::vector<int8_t> q8(x.size());
-          x_scales.resize(x.size() / 32);
-          QuantizeActivationsQ8(x.data(), s.rows, s.cols, q8.data(), x_scales.data());
-          for (size_t i = 0; i < x.size(); ++i) xq[i] = x_scales[i / 32] * q8[i];
-        }
-        const double unit = std::ldexp(1.0, -24);
-        for (int i = 0; i < s.rows; ++i) {
-          for (int j = 0; j < s.out; ++j) {
-            double ref = 0, ref_q = 0, magnitude = 0, quant_bound = 0;
-            for (int k = 0; k < s.cols; ++k) {
-              const double wk = w.dequantized[static_cast<size_t>(j) * s.cols + k];
-              const size_t xi = static_cast<size_t>(i) * s.cols + k;
-              ref += x[xi] * wk;
-              ref_q += xq[xi] * wk;
-              magnitude += std::fabs(xq[xi] * wk);
-              if (type == WeightType::kQ8_0) quant_bound += x_scales[xi / 32] / 2 * std::fabs(wk);
-            }
-            const double got = out[static_cast<size_t>(i) * s.out + j];
-            const double float_bound = s.cols * unit * magnitude;
-            ASSERT_LE(std::fabs(got - ref_q), float_bound) << "element " << i << "," << j;
-            ASSERT_LE(std::fabs(got - ref), float_bound + quant_bound * (1 + 1e-6)) << "element " << i << "," << j;
+TEST_P(KernelSetTest, MatMulMatchesDoubleReferenceOfDequantizedWeights) {
+  for (WeightType type : kTypes) {
+    for (const Shape& s : ShapesFor(type)) {
+      SCOPED_TRACE(::testing::Message() << set_->isa << " " << WeightTypeName(type) << " rows " << s.rows << " out "
+                                        << s.out << " cols " << s.cols);
+      const TypedMatrix w = MakeMatrix(type, s.out, s.cols, 100 + s.cols);
+      const std::vector<float> x = RandomFloats(static_cast<size_t>(s.rows) * s.cols, 200 + s.rows);
+      std::vector<float> out(static_cast<size_t>(s.rows) * s.out);
+      MatMul(*set_, x.data(), s.rows, w.tensor, out.data());
+
+      // What the Q8_0 GEMM multiplies: the activations as quantized.
+      std::vector<float> xq = x, x_scales;
+      if (type == WeightType::kQ8_0) {
+        std::vector<int8_t> q8(x.size());
+        x_scales.resize(x.size() / 32);
+        QuantizeActivationsQ8(x.data(), s.rows, s.cols, q8.data(), x_scales.data());
+        for (size_t i = 0; i < x.size(); ++i) xq[i] = x_scales[i / 32] * q8[i];
+      }
+      const double unit = std::ldexp(1.0, -24);
+      for (int i = 0; i < s.rows; ++i) {
+        for (int j = 0; j < s.out; ++j) {
+          double ref = 0, ref_q = 0, magnitude = 0, quant_bound = 0;
+          for (int k = 0; k < s.cols; ++k) {
+            const double wk = w.dequantized[static_cast<size_t>(j) * s.cols + k];
+            const size_t xi = static_cast<size_t>(i) * s.cols + k;
+            ref += x[xi] * wk;
+            ref_q += xq[xi] * wk;
+            magnitude += std::fabs(xq[xi] * wk);
+            if (type == WeightType::kQ8_0) quant_bound += x_scales[xi / 32] / 2 * std::fabs(wk);
           }
+          const double got = out[static_cast<size_t>(i) * s.out + j];
+          const double float_bound = s.cols * unit * magnitude;
+          ASSERT_LE(std::fabs(got - ref_q), float_bound) << "element " << i << "," << j;
+          ASSERT_LE(std::fabs(got - ref), float_bound + quant_bound * (1 + 1e-6)) << "element " << i << "," << j;
         }
       }
     }
@@ -126,46 +139,148 @@ TEST(CpuKernels, MatMulMatchesDoubleReferenceOfDequantizedWeights) {
 
 // A row's result never depends on the other rows, their number, or the
 // thread count: bit for bit.
-TEST(CpuKernels, MatMulIsBatchInvariant) {
+TEST_P(KernelSetTest, MatMulIsBatchInvariant) {
   const int cols = 160, out = 45, rows = 71;  // tails in every tile dimension
-  for (const KernelSet* set : AllKernelSets()) {
-    for (WeightType type : kTypes) {
-      SCOPED_TRACE(::testing::Message() << set->isa << " " << WeightTypeName(type));
-      const TypedMatrix w = MakeMatrix(type, out, cols, 7);
-      const std::vector<float> x = RandomFloats(static_cast<size_t>(rows) * cols, 8);
-      std::vector<float> batched(static_cast<size_t>(rows) * out), single(out), one_thread(batched.size());
-      MatMul(*set, x.data(), rows, w.tensor, batched.data());
-      const int threads = omp_get_max_threads();
-      omp_set_num_threads(1);
-      MatMul(*set, x.data(), rows, w.tensor, one_thread.data());
-      omp_set_num_threads(threads);
-      EXPECT_EQ(batched, one_thread);
-      for (int i = 0; i < rows; ++i) {
-        MatMul(*set, &x[static_cast<size_t>(i) * cols], 1, w.tensor, single.data());
-        ASSERT_TRUE(std::equal(single.begin(), single.end(), batched.begin() + static_cast<size_t>(i) * out))
-            << "row " << i;
+  for (WeightType type : kTypes) {
+    SCOPED_TRACE(::testing::Message() << set_->isa << " " << WeightTypeName(type));
+    const TypedMatrix w = MakeMatrix(type, out, cols, 7);
+    const std::vector<float> x = RandomFloats(static_cast<size_t>(rows) * cols, 8);
+    std::vector<float> batched(static_cast<size_t>(rows) * out), single(out), one_thread(batched.size());
+    MatMul(*set_, x.data(), rows, w.tensor, batched.data());
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    MatMul(*set_, x.data(), rows, w.tensor, one_thread.data());
+    omp_set_num_threads(threads);
+    EXPECT_EQ(batched, one_thread);
+    for (int i = 0; i < rows; ++i) {
+      MatMul(*set_, &x[static_cast<size_t>(i) * cols], 1, w.tensor, single.data());
+      ASSERT_TRUE(std::equal(single.begin(), single.end(), batched.begin() + static_cast<size_t>(i) * out))
+          << "row " << i;
+    }
+    // Three rows from the middle, as their own batch.
+    std::vector<float> three(3 * out);
+    MatMul(*set_, &x[static_cast<size_t>(30) * cols], 3, w.tensor, three.data());
+    EXPECT_TRUE(std::equal(three.begin(), three.end(), batched.begin() + static_cast<size_t>(30) * out));
+  }
+}
+
+// The GEMMs themselves, called on every split of rows and weight rows into
+// runs of 1 to 9 (so every register-tile shape and remainder meets every
+// element), agree bit for bit with one call over the whole matrix; k runs
+// over lengths with and without vector tails.
+TEST_P(KernelSetTest, GemmIsInvariantToRowAndOutputSplits) {
+  for (WeightType type : kTypes) {
+    for (int cols : {32, 96, 160, 768, 2048, 13, 47, 200, 2100}) {
+      if (type == WeightType::kQ8_0 && cols % 32 != 0) continue;
+      SCOPED_TRACE(::testing::Message() << set_->isa << " " << WeightTypeName(type) << " cols " << cols);
+      const int rows = 23, n_out = 29;
+      const TypedMatrix w = MakeMatrix(type, n_out, cols, 11 + cols);
+      const std::vector<float> x = RandomFloats(static_cast<size_t>(rows) * cols, 12 + cols);
+      std::vector<int8_t> q8(x.size());
+      std::vector<float> scales(x.size() / 32 + 1);
+      const TypeTraits& traits = (*set_)[type];
+      if (traits.quantized_activations) QuantizeActivationsQ8(x.data(), rows, cols, q8.data(), scales.data());
+      const size_t row_bytes = RowBytes(type, cols);
+      auto gemm = [&](int m0, int m_count, int n0, int n_count, float* out) {
+        const size_t offset = static_cast<size_t>(m0) * cols;
+        const Activations part{m_count, cols, x.data() + offset, q8.data() + offset, scales.data() + offset / 32};
+        traits.gemm(part, w.bytes.data() + n0 * row_bytes, row_bytes, n_count, out + static_cast<size_t>(m0) * n_out + n0,
+                    n_out);
+      };
+      std::vector<float> whole(static_cast<size_t>(rows) * n_out);
+      gemm(0, rows, 0, n_out, whole.data());
+      for (int run = 1; run <= 9; ++run) {
+        std::vector<float> split(whole.size(), NAN);
+        for (int m0 = 0; m0 < rows; m0 += run) {
+          // Weight rows in runs of a different length, so splits cross.
+          const int n_run = 10 - run;
+          for (int n0 = 0; n0 < n_out; n0 += n_run) {
+            gemm(m0, std::min(run, rows - m0), n0, std::min(n_run, n_out - n0), split.data());
+          }
+        }
+        for (size_t e = 0; e < whole.size(); ++e) {
+          ASSERT_EQ(std::bit_cast<uint32_t>(split[e]), std::bit_cast<uint32_t>(whole[e]))
+              << "runs of " << run << ", element " << e / n_out << "," << e % n_out;
+        }
       }
-      // Three rows from the middle, as their own batch.
-      std::vector<float> three(3 * out);
-      MatMul(*set, &x[static_cast<size_t>(30) * cols], 3, w.tensor, three.data());
-      EXPECT_TRUE(std::equal(three.begin(), three.end(), batched.begin() + static_cast<size_t>(30) * out));
     }
   }
 }
 
-TEST(CpuKernels, DotMatchesDoubleReference) {
-  for (const KernelSet* set : AllKernelSets()) {
-    for (int n : {1, 7, 8, 64, 130}) {
-      const std::vector<float> a = RandomFloats(n, n), b = RandomFloats(n, n + 1);
-      double ref = 0, magnitude = 0;
-      for (int k = 0; k < n; ++k) {
-        ref += static_cast<double>(a[k]) * b[k];
-        magnitude += std::fabs(static_cast<double>(a[k]) * b[k]);
-      }
-      EXPECT_LE(std::fabs(set->dot(a.data(), b.data(), n) - ref), n * std::ldexp(1.0, -24) * magnitude)
-          << set->isa << " n " << n;
+TEST_P(KernelSetTest, DotMatchesDoubleReference) {
+  for (int n : {1, 7, 8, 15, 16, 17, 64, 130}) {
+    const std::vector<float> a = RandomFloats(n, n), b = RandomFloats(n, n + 1);
+    double ref = 0, magnitude = 0;
+    for (int k = 0; k < n; ++k) {
+      ref += static_cast<double>(a[k]) * b[k];
+      magnitude += std::fabs(static_cast<double>(a[k]) * b[k]);
+    }
+    EXPECT_LE(std::fabs(set_->dot(a.data(), b.data(), n) - ref), n * std::ldexp(1.0, -24) * magnitude)
+        << set_->isa << " n " << n;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(CpuKernels, KernelSetTest, ::testing::ValuesIn(kKernelSetNames),
+                         [](const ::testing::TestParamInfo<const char*>& info) { return std::string(info.param); });
+
+TEST(CpuKernels, SetsAreOrderedAndTheBestIsActive) {
+  const std::vector<const KernelSet*> sets = AvailableKernelSets();
+  ASSERT_FALSE(sets.empty());
+  EXPECT_STREQ(sets.front()->isa, "portable");
+  if (std::getenv("INFERD_CPU_KERNELS") == nullptr) {
+    EXPECT_EQ(&ActiveKernels(), sets.back());
+  }
+  EXPECT_EQ(KernelSetNamed("avx512") != nullptr, Avx512Kernels() != nullptr);
+  EXPECT_EQ(KernelSetNamed("sse9"), nullptr);
+}
+
+// INFERD_CPU_KERNELS picks the set for the process (in a fresh process, as
+// the choice is made once); a set this CPU lacks logs one line and falls
+// back to the best.
+TEST(CpuKernelsDeathTest, EnvironmentChoosesTheSet) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  for (const KernelSet* set : AvailableKernelSets()) {
+    EXPECT_EXIT(
+        {
+          setenv("INFERD_CPU_KERNELS", set->isa, 1);
+          std::exit(std::string(ActiveKernels().isa) == set->isa ? 0 : 1);
+        },
+        ::testing::ExitedWithCode(0), "")
+        << set->isa;
+  }
+  const std::string best = AvailableKernelSets().back()->isa;
+  EXPECT_EXIT(
+      {
+        setenv("INFERD_CPU_KERNELS", "sse9", 1);
+        std::exit(std::string(ActiveKernels().isa) == best ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "INFERD_CPU_KERNELS=sse9 is not a kernel set this CPU runs .*; using " + best);
+}
+
+// The vectorized activation quantizer is ggml's scalar one bit for bit:
+// roundf's ties away from zero included.
+TEST(CpuKernels, QuantizeActivationsQ8MatchesScalarReference) {
+  std::vector<float> x = RandomFloats(32 * 64, 5, 3.0f);
+  // Blocks whose scale is exactly 1 and whose values are ties (n + 0.5).
+  for (int b = 0; b < 8; ++b) {
+    for (int i = 0; i < 32; ++i) x[b * 32 + i] = static_cast<float>((i * 7 + b) % 254 - 126) + (i % 2 ? 0.5f : -0.5f);
+    x[b * 32 + 3] = b % 2 ? 127.0f : -127.0f;
+  }
+  std::fill(x.begin() + 8 * 32, x.begin() + 9 * 32, 0.0f);  // an all-zero block: scale 0, quants 0
+  std::vector<int8_t> q(x.size());
+  std::vector<float> scales(x.size() / 32);
+  QuantizeActivationsQ8(x.data(), 8, 256, q.data(), scales.data());
+  for (size_t b = 0; b < scales.size(); ++b) {
+    float amax = 0.0f;
+    for (int i = 0; i < 32; ++i) amax = std::fmax(amax, std::fabs(x[b * 32 + i]));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    ASSERT_EQ(std::bit_cast<uint32_t>(scales[b]), std::bit_cast<uint32_t>(d)) << "block " << b;
+    for (int i = 0; i < 32; ++i) {
+      ASSERT_EQ(q[b * 32 + i], static_cast<int8_t>(std::roundf(x[b * 32 + i] * id))) << "block " << b << " " << i;
     }
   }
+  EXPECT_EQ(q[1], static_cast<int8_t>(std::roundf(x[1])));  // a tie, away from zero
 }
 
 TEST(CpuKernels, DequantizeRowReadsEveryType) {

@@ -1,0 +1,324 @@
+// AVX-512 kernels (F, BW, VL, DQ, VNNI), compiled for those instructions in
+// this file only: everything after the target pragma below, so that the rest
+// of the build stays x86-64-v3 and the binary runs on AVX2-only CPUs, where
+// kernels.cc never hands these out (CPUID check there).
+//
+// Float weights: tiles of MT activation rows against NT weight rows, one
+// 16-lane fp32 accumulator per output element stepping through k by 16
+// (a masked, zero-filled step for k % 16), then one fixed reduction tree
+// per accumulator, whether it runs alone (Reduce1) or transposed with 15
+// others (Reduce16). So tile shape and grouping never change a result.
+//
+// Q8_0: two 32-element blocks per zmm. vpdpbusd multiplies u8 by s8, so the
+// weights are offset to w + 128 (u8) and the offset's contribution,
+// 128 * sum(x), is subtracted exactly in int32 by starting the dot product
+// from -128 * sum(x) (itself a vpdpbusd, once per activation row). Each
+// int32 lane (four products) is then converted and multiply-added in fp32
+// with the product of the two blocks' scales.
+#include "engine/cpu/kernel_parts.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define INFERD_HAVE_AVX512_KERNELS 1
+#endif
+
+#ifdef INFERD_HAVE_AVX512_KERNELS
+
+// GCC 12 flags the self-initialized _mm512_undefined_* values inside the
+// intrinsics when they are inlined under a target pragma (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+
+#include <cstring>
+
+#include "engine/model/float16.h"
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")
+
+namespace inferd::cpu::parts {
+namespace {
+
+// The canonical reduction of one accumulator v: s1[l] = v[l] + v[l + 8],
+// s2[l] = s1[l] + s1[l + 4], s3[l] = s2[l] + s2[l + 2], s3[0] + s3[1].
+inline float Reduce1(__m512 v) {
+  const __m256 s1 = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+  const __m128 s2 = _mm_add_ps(_mm256_castps256_ps128(s1), _mm256_extractf128_ps(s1, 1));
+  const __m128 s3 = _mm_add_ps(s2, _mm_movehl_ps(s2, s2));
+  return _mm_cvtss_f32(_mm_add_ss(s3, _mm_movehdup_ps(s3)));
+}
+
+// The same tree for 16 accumulators at once, as a transpose: sums[a] is
+// Reduce1(v[a]) bit for bit (fp32 addition is commutative).
+inline void Reduce16(const __m512* v, float* sums) {
+  __m512 s1[8], s2[4], s3[2];
+  for (int p = 0; p < 8; ++p) {
+    s1[p] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                          _mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  }
+  // s2[q]'s 128-bit lane c holds accumulator 4q + c.
+  for (int q = 0; q < 4; ++q) {
+    s2[q] = _mm512_add_ps(_mm512_shuffle_f32x4(s1[2 * q], s1[2 * q + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                          _mm512_shuffle_f32x4(s1[2 * q], s1[2 * q + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  }
+  // s3[h]'s lane c: accumulators 8h + c (elements 0-1), 8h + 4 + c (2-3).
+  for (int h = 0; h < 2; ++h) {
+    s3[h] = _mm512_add_ps(_mm512_shuffle_ps(s2[2 * h], s2[2 * h + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                          _mm512_shuffle_ps(s2[2 * h], s2[2 * h + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  }
+  // Lane c, element e: accumulator 4e + c.
+  const __m512 s = _mm512_add_ps(_mm512_shuffle_ps(s3[0], s3[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm512_shuffle_ps(s3[0], s3[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, s);
+  for (int a = 0; a < 16; ++a) sums[a] = lanes[4 * (a % 4) + a / 4];
+}
+
+// MT x NT accumulators to out[i * ldo + j].
+template <int MT, int NT>
+inline void StoreTile(const __m512 (&acc)[MT][NT], float* out, int ldo) {
+  constexpr int kCount = MT * NT;
+  const __m512* flat = &acc[0][0];
+  alignas(64) float sums[kCount];
+  int a = 0;
+  for (; a + 16 <= kCount; a += 16) Reduce16(flat + a, sums + a);
+  for (; a < kCount; ++a) sums[a] = Reduce1(flat[a]);
+  for (int i = 0; i < MT; ++i)
+    for (int j = 0; j < NT; ++j) out[i * ldo + j] = sums[i * NT + j];
+}
+
+// Sixteen weights from element kk of a row, widened to fp32; the masked
+// form loads only the lanes in `mask` and zeroes the rest (the k tail).
+template <WeightType T>
+inline __m512 LoadWeights(const char* row, int kk) {
+  if constexpr (T == WeightType::kF32) {
+    return _mm512_loadu_ps(reinterpret_cast<const float*>(row) + kk);
+  } else if constexpr (T == WeightType::kF16) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * kk)));
+  } else {
+    const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * kk)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+  }
+}
+
+template <WeightType T>
+inline __m512 LoadWeightsMasked(const char* row, int kk, __mmask16 mask) {
+  if constexpr (T == WeightType::kF32) {
+    return _mm512_maskz_loadu_ps(mask, reinterpret_cast<const float*>(row) + kk);
+  } else if constexpr (T == WeightType::kF16) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, row + 2 * kk));
+  } else {
+    const __m512i wide = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask, row + 2 * kk));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+  }
+}
+
+// kPrefetch: also fetch the next NT weight rows into cache, one line per
+// row and step (see RowsAgainstTile).
+template <WeightType T, int MT, int NT, bool kPrefetch = false>
+inline void FloatTile(const float* x, int ldx, const char* w, size_t ldw, int k, float* out, int ldo) {
+  constexpr int kElementBytes = T == WeightType::kF32 ? 4 : 2;
+  __m512 acc[MT][NT];
+#pragma GCC unroll 8
+  for (int i = 0; i < MT; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < NT; ++j) acc[i][j] = _mm512_setzero_ps();
+  const int k16 = k & ~15;
+  for (int kk = 0; kk < k16; kk += 16) {
+    __m512 wv[NT];
+#pragma GCC unroll 8
+    for (int j = 0; j < NT; ++j) wv[j] = LoadWeights<T>(w + j * ldw, kk);
+    if constexpr (kPrefetch) {
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) _mm_prefetch(w + (NT + j) * ldw + kk * kElementBytes, _MM_HINT_T0);
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MT; ++i) {
+      const __m512 xv = _mm512_loadu_ps(x + i * ldx + kk);
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+    }
+  }
+  if (k16 < k) {
+    // 0 * 0 added to an accumulator leaves it as it is (up to the sign of a
+    // zero), in every tile shape alike.
+    const __mmask16 mask = static_cast<__mmask16>((1u << (k - k16)) - 1);
+    __m512 wv[NT];
+    for (int j = 0; j < NT; ++j) wv[j] = LoadWeightsMasked<T>(w + j * ldw, k16, mask);
+    for (int i = 0; i < MT; ++i) {
+      const __m512 xv = _mm512_maskz_loadu_ps(mask, x + i * ldx + k16);
+      for (int j = 0; j < NT; ++j) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+    }
+  }
+  StoreTile<MT, NT>(acc, out, ldo);
+}
+
+// The weights of two Q8_0 blocks (b, b + 1; b + 1 absent when `pair` is
+// false: zero quants and scale) as VNNI reads them.
+struct Q8Pair {
+  __m512i q_offset;  // 64 quants + 128, as u8
+  __m512 d;          // lanes 0-7 block b's scale, 8-15 block b + 1's
+};
+
+inline Q8Pair LoadQ8Pair(const char* block, bool pair) {
+  const __m256i q0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
+  Q8Pair p;
+  if (pair) {
+    const __m256i q1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + kQ8_0BlockBytes + 2));
+    p.q_offset = _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);
+    // Both fp16 scales (16-bit words 0 and 17 of the pair) spread to eight
+    // words each by one permute.
+    const __m512i words = _mm512_permutexvar_epi16(
+        _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 17, 17, 17, 17, 17, 17, 17, 17, 0, 0, 0, 0,
+                         0, 0, 0, 0),
+        _mm512_loadu_si512(block));
+    p.d = _mm512_cvtph_ps(_mm512_castsi512_si256(words));
+  } else {
+    uint16_t d0;
+    std::memcpy(&d0, block, 2);
+    p.q_offset = _mm512_zextsi256_si512(q0);
+    p.d = _mm512_cvtph_ps(_mm256_zextsi128_si256(_mm_set1_epi16(static_cast<short>(d0))));
+  }
+  // An absent block's zero quants become 128s, against zero activations.
+  p.q_offset = _mm512_xor_si512(p.q_offset, _mm512_set1_epi8(-128));
+  return p;
+}
+
+template <int MT, int NT, bool kPrefetch = false>
+inline void Q8Tile(const Activations& x, int row0, const char* w, size_t ldw, float* out, int ldo) {
+  const int blocks = x.cols / kQ8_0BlockSize;
+  const __m512i offset = _mm512_set1_epi8(-128);
+  const __m512i spread = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  __m512 acc[MT][NT];
+#pragma GCC unroll 8
+  for (int i = 0; i < MT; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < NT; ++j) acc[i][j] = _mm512_setzero_ps();
+  for (int b = 0; b < blocks; b += 2) {
+    const bool pair = b + 1 < blocks;
+    Q8Pair wp[NT];
+#pragma GCC unroll 8
+    for (int j = 0; j < NT; ++j) wp[j] = LoadQ8Pair(w + j * ldw + static_cast<size_t>(b) * kQ8_0BlockBytes, pair);
+    if constexpr (kPrefetch) {
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) {
+        const char* next = w + (NT + j) * ldw + static_cast<size_t>(b) * kQ8_0BlockBytes;
+        _mm_prefetch(next, _MM_HINT_T0);
+        _mm_prefetch(next + 2 * kQ8_0BlockBytes - 1, _MM_HINT_T0);
+      }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MT; ++i) {
+      const size_t r = static_cast<size_t>(row0 + i);
+      const int8_t* xq = x.q8 + r * x.cols + static_cast<size_t>(b) * kQ8_0BlockSize;
+      const float* xs = x.q8_scales + r * blocks + b;
+      __m512i xv;
+      __m128 xd;
+      if (pair) {
+        xv = _mm512_loadu_si512(xq);
+        xd = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(xs)));
+      } else {
+        xv = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
+        xd = _mm_load_ss(xs);
+      }
+      // (w + 128) * x summed from -128 * x: exactly w * x, in int32.
+      const __m512i neg_sum =
+          _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, xv));
+      const __m512 xd16 = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(xd));
+#pragma GCC unroll 8
+      for (int j = 0; j < NT; ++j) {
+        const __m512i isum = _mm512_dpbusd_epi32(neg_sum, wp[j].q_offset, xv);
+        acc[i][j] = _mm512_fmadd_ps(_mm512_mul_ps(wp[j].d, xd16), _mm512_cvtepi32_ps(isum), acc[i][j]);
+      }
+    }
+  }
+  StoreTile<MT, NT>(acc, out, ldo);
+}
+
+// Tile shapes: rows in tiles of kRowTile, weight rows kWeightTile at a time;
+// 1-row and 1-weight-row tiles take the remainders. Measured with
+// cpu_matmul_benchmark (2048x768, 32 and 512 rows, one thread, AVX-512
+// Xeon): float 4x4 = 6x4 = 4x6, while 8x3 and 4x3 run 1.7x slower; Q8_0
+// 4x4 = 8x2, 4x3 10% slower, 3x4 and 2x4 15-35% slower.
+#ifndef INFERD_AVX512_TILES  // -D to try other shapes in the benchmark
+#define INFERD_AVX512_TILES 4, 4, 4, 4
+#endif
+constexpr int kTiles[] = {INFERD_AVX512_TILES};
+constexpr int kRowTile = kTiles[0];
+constexpr int kWeightTile = kTiles[1];
+constexpr int kQ8RowTile = kTiles[2];
+constexpr int kQ8WeightTile = kTiles[3];
+
+template <WeightType T, int MT, int NT, bool kPrefetch>
+inline void Tile(const Activations& x, int m, const char* w, size_t ldw, float* out, int ldo) {
+  if constexpr (T == WeightType::kQ8_0) {
+    Q8Tile<MT, NT, kPrefetch>(x, m, w, ldw, out + m * ldo, ldo);
+  } else {
+    const int k = x.cols;
+    FloatTile<T, MT, NT, kPrefetch>(x.f32 + static_cast<size_t>(m) * k, k, w, ldw, k, out + m * ldo, ldo);
+  }
+}
+
+// All rows against NT weight rows. Only the first row tile reads those
+// from memory; the others find them in L1. So that the memory stream does
+// not stall meanwhile (batched decode: 8 rows ran at half the bandwidth of
+// 1), the last row tile prefetches the next NT weight rows.
+template <WeightType T, int NT>
+inline void RowsAgainstTile(const Activations& x, const char* w, size_t ldw, float* out, int ldo) {
+  constexpr int kMT = T == WeightType::kQ8_0 ? kQ8RowTile : kRowTile;
+  const int full = x.rows - x.rows % kMT;
+  for (int m = 0; m < full; m += kMT) {
+    if (m + kMT == x.rows) {
+      Tile<T, kMT, NT, true>(x, m, w, ldw, out, ldo);
+    } else {
+      Tile<T, kMT, NT, false>(x, m, w, ldw, out, ldo);
+    }
+  }
+  for (int m = full; m < x.rows; ++m) {
+    if (m + 1 == x.rows) {
+      Tile<T, 1, NT, true>(x, m, w, ldw, out, ldo);
+    } else {
+      Tile<T, 1, NT, false>(x, m, w, ldw, out, ldo);
+    }
+  }
+}
+
+template <WeightType T>
+void Gemm(const Activations& x, const void* w, size_t w_row_bytes, int n_out, float* out, int ldo) {
+  constexpr int kNT = T == WeightType::kQ8_0 ? kQ8WeightTile : kWeightTile;
+  const char* wc = static_cast<const char*>(w);
+  int n = 0;
+  for (; n + kNT <= n_out; n += kNT) RowsAgainstTile<T, kNT>(x, wc + n * w_row_bytes, w_row_bytes, out + n, ldo);
+  for (; n < n_out; ++n) RowsAgainstTile<T, 1>(x, wc + n * w_row_bytes, w_row_bytes, out + n, ldo);
+}
+
+float Dot(const float* a, const float* b, int n) {
+  float out;
+  FloatTile<WeightType::kF32, 1, 1>(a, n, reinterpret_cast<const char*>(b), 0, n, &out, 1);
+  return out;
+}
+
+}  // namespace
+}  // namespace inferd::cpu::parts
+
+#pragma GCC pop_options
+
+namespace inferd::cpu::parts {
+
+// Outside the target region: runs on any CPU.
+bool Avx512IsaKernels(IsaKernels* out) {
+  *out = {Dot, {Gemm<WeightType::kF32>, Gemm<WeightType::kF16>, Gemm<WeightType::kBF16>, Gemm<WeightType::kQ8_0>}};
+  return true;
+}
+
+}  // namespace inferd::cpu::parts
+
+#else
+
+namespace inferd::cpu::parts {
+bool Avx512IsaKernels(IsaKernels*) { return false; }
+}  // namespace inferd::cpu::parts
+
+#endif
