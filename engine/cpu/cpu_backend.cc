@@ -259,9 +259,10 @@ void CpuBackend::WriteKv(int layer, const StepBatch& batch) {
 
 // Causal grouped-query attention of every new token over its sequence's
 // cached context (positions 0..pos), read through the block table. One work
-// item per (token, query head), taken in turn by the threads: items cost
-// in proportion to their position, so a static split would leave a core
-// idle while the other finishes the long ones.
+// item per (token, query head), taken in turn by the threads: items cost in
+// proportion to their position, so a static split would leave a core idle
+// while the other finishes the long ones. Within a sequence the last tokens
+// are the longest: taken first, so the loop ends on short items.
 void CpuBackend::Attend(int layer, const StepBatch& batch) {
   const ModelConfig& c = weights_->config;
   for (int si = 0; si < static_cast<int>(batch.sequences.size()); ++si) {
@@ -273,7 +274,8 @@ void CpuBackend::Attend(int layer, const StepBatch& batch) {
   const int64_t context = batch.positions.back() + 1;
   const int64_t grain = work * context * c.head_dim() < (int64_t{1} << 15) ? work : 4;
   pool_->ParallelFor(work, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t item = begin; item < end; ++item) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t item = work - 1 - i;
       const int t = static_cast<int>(item / c.n_heads);
       AttendHead(layer, batch.sequences[token_sequence_[t]], t, static_cast<int>(item % c.n_heads));
     }

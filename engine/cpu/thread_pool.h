@@ -4,8 +4,8 @@
 //
 // Inside a step (between BeginStep and EndStep) idle workers spin, so the
 // dozens of parallel regions of a forward pass start without a wake-up; the
-// rest of the time they sleep on a futex, so they take
-// no core from the gRPC and engine threads between steps.
+// rest of the time they sleep on a futex, so they take no core from the gRPC
+// and engine threads between steps.
 #pragma once
 
 #include <atomic>
