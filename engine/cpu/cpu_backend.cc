@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "engine/cpu/attention.h"
 #include "engine/cpu/matmul.h"
 
 namespace inferd {
@@ -282,52 +283,19 @@ void CpuBackend::Attend(int layer, const StepBatch& batch) {
   });
 }
 
-// softmax(q·K / sqrt(head_dim)) · V for one token and head, streaming the
-// context in tiles of K rows with an online softmax: the running maximum
-// rescales what is summed so far when a tile raises it, so no scores array
-// the length of the context is needed. The operations depend only on the
-// sequence, never on the batch or the thread.
+// softmax(q·K / sqrt(head_dim)) · V for one token and head, streamed over
+// the sequence's blocks (attention.h).
 void CpuBackend::AttendHead(int layer, const SequenceSlice& s, int t, int h) {
-  constexpr int kTile = 32;
   const ModelConfig& c = weights_->config;
   const int head_dim = c.head_dim();
-  const int bs = kv_config_.block_size;
-  const float sqrt_head_dim = sqrtf(static_cast<float>(head_dim));
-  const int kv_offset = (h / (c.n_heads / c.n_kv_heads)) * head_dim;
-  const float* keys = key_pools_[layer].get();
-  const float* values = value_pools_[layer].get();
+  const size_t kv_offset = static_cast<size_t>(h / (c.n_heads / c.n_kv_heads)) * head_dim;
+  const cpu::PagedRows keys{key_pools_[layer].get() + kv_offset, s.block_table.data(), kv_config_.block_size,
+                            static_cast<size_t>(c.kv_dim())};
+  const cpu::PagedRows values{value_pools_[layer].get() + kv_offset, s.block_table.data(), kv_config_.block_size,
+                              static_cast<size_t>(c.kv_dim())};
   const int context = s.context_len - s.num_tokens + (t - s.token_start) + 1;
-  const float* q = &q_[static_cast<size_t>(t) * c.q_dim() + static_cast<size_t>(h) * head_dim];
-  float* out = &att_out_[static_cast<size_t>(t) * c.q_dim() + static_cast<size_t>(h) * head_dim];
-  const auto dot = cpu::ActiveKernels().dot;
-  std::fill_n(out, head_dim, 0.0f);
-  float max_score = -INFINITY;
-  float sum = 0.0f;
-  float scores[kTile];
-  for (int p0 = 0; p0 < context; p0 += kTile) {
-    const int count = std::min(kTile, context - p0);
-    float tile_max = max_score;
-    for (int i = 0; i < count; ++i) {
-      const int p = p0 + i;
-      scores[i] = dot(q, keys + PoolOffset(s.block_table[p / bs], p % bs) + kv_offset, head_dim) / sqrt_head_dim;
-      tile_max = std::max(tile_max, scores[i]);
-    }
-    if (tile_max > max_score) {
-      const float rescale = expf(max_score - tile_max);  // 0 on the first tile
-      sum *= rescale;
-      for (int d = 0; d < head_dim; ++d) out[d] *= rescale;
-      max_score = tile_max;
-    }
-    for (int i = 0; i < count; ++i) {
-      const int p = p0 + i;
-      const float a = expf(scores[i] - max_score);
-      sum += a;
-      const float* v = values + PoolOffset(s.block_table[p / bs], p % bs) + kv_offset;
-      for (int d = 0; d < head_dim; ++d) out[d] += a * v[d];
-    }
-  }
-  const float inv_sum = 1.0f / sum;
-  for (int d = 0; d < head_dim; ++d) out[d] *= inv_sum;
+  const size_t q_at = static_cast<size_t>(t) * c.q_dim() + static_cast<size_t>(h) * head_dim;
+  cpu::AttendPaged(&q_[q_at], keys, values, context, head_dim, &att_out_[q_at]);
 }
 
 // x += W2 · (silu(W1·norm(x)) * W3·norm(x))
