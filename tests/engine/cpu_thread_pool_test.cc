@@ -50,10 +50,16 @@ TEST(ThreadPool, SleepingWorkersJoinTheNextLoop) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     std::mutex mutex;
     std::set<std::thread::id> ids;
-    pool.ParallelFor(100, 1, [&](int64_t, int64_t) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      std::lock_guard<std::mutex> lock(mutex);
-      ids.insert(std::this_thread::get_id());
+    // Up to 5 s of sleeping chunks on a loaded machine; they stop sleeping
+    // once the worker has taken one.
+    pool.ParallelFor(5000, 1, [&](int64_t, int64_t) {
+      bool both;
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        ids.insert(std::this_thread::get_id());
+        both = ids.size() == 2;
+      }
+      if (!both) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     });
     EXPECT_EQ(ids.size(), 2u) << "round " << round;
   }
