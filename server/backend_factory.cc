@@ -12,15 +12,20 @@
 #include "server/cuda_plugin_loader.h"
 #include "engine/cpu/cpu_backend.h"
 #include "engine/memory_budget.h"
+#include "engine/model/weight_conversion.h"
 
 namespace inferd {
 namespace {
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateCpu(std::shared_ptr<const ModelWeights> weights,
                                                    const BackendOptions& options) {
-  if (options.dtype != "auto" && options.dtype != "float32") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--dtype ", options.dtype, ": the CPU backend computes in float32 only"));
+  absl::StatusOr<std::optional<WeightType>> dtype = ParseWeightDtype(options.dtype);
+  if (!dtype.ok()) return dtype.status();
+  // The loader converts (LoadDtype); weights of another type here mean a
+  // caller skipped that step.
+  if (dtype->has_value() && weights->dtype != **dtype) {
+    return absl::InvalidArgumentError(absl::StrCat("--dtype ", options.dtype, ": the weights were loaded as ",
+                                                   std::string(WeightTypeName(weights->dtype)), ", not converted"));
   }
   const ModelConfig& model = weights->config;
   KvCacheConfig kv{.num_blocks = options.kv_cache_blocks, .block_size = options.block_size};
@@ -46,7 +51,8 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCpu(std::shared_ptr<const ModelWe
       !fits.ok()) {
     return fits;
   }
-  absl::StatusOr<std::unique_ptr<CpuBackend>> backend = CpuBackend::Create(std::move(weights), kv);
+  absl::StatusOr<std::unique_ptr<CpuBackend>> backend =
+      CpuBackend::Create(std::move(weights), kv, options.cpu_threads);
   if (!backend.ok()) return backend.status();
   return std::unique_ptr<Backend>(*std::move(backend));
 }
@@ -75,8 +81,18 @@ bool CudaUsable(std::string* why) {
   return (*plugin)->device_available(why);
 }
 
+absl::Status CheckCudaDtype(const std::string& dtype) {
+  if (dtype == "q8_0") {
+    return absl::InvalidArgumentError(
+        "--dtype q8_0: the CUDA backend computes in float32, float16 or bfloat16 (it widens Q8_0 weights to "
+        "bfloat16 itself); q8_0 is served by --backend cpu");
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<Backend>> CreateCuda(std::shared_ptr<const ModelWeights> weights,
                                                     const BackendOptions& options) {
+  if (absl::Status s = CheckCudaDtype(options.dtype); !s.ok()) return s;
   CudaBackendOptions cuda;
   // auto: the weights' own 16-bit type (Q8_0 widens to bfloat16 at upload).
   cuda.dtype = options.dtype != "auto"                  ? options.dtype
@@ -96,6 +112,16 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCuda(std::shared_ptr<const ModelW
 
 int64_t CpuKvPoolBytes(const std::string& backend, int kv_cache_memory_mb) {
   return backend == "cpu" ? int64_t{kv_cache_memory_mb} << 20 : 0;
+}
+
+absl::StatusOr<std::optional<WeightType>> LoadDtype(const std::string& backend, const std::string& dtype) {
+  absl::StatusOr<std::optional<WeightType>> type = ParseWeightDtype(dtype);
+  if (!type.ok()) return type.status();
+  std::string why;
+  const bool cuda = backend == "cuda" || (backend == "auto" && CudaUsable(&why));
+  if (!cuda) return type;
+  if (absl::Status s = CheckCudaDtype(dtype); !s.ok()) return s;
+  return std::nullopt;
 }
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::shared_ptr<const ModelWeights> weights,

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -15,7 +16,10 @@ namespace inferd {
 
 struct BackendOptions {
   std::string backend = "cpu";  // cpu | cuda | auto (cuda when a GPU is usable)
-  std::string dtype = "auto";   // auto: float32 on the CPU, bfloat16 on CUDA
+  // auto: as stored on the CPU (the loader converts for any other value:
+  // LoadDtype), the weights' 16-bit type on CUDA.
+  std::string dtype = "auto";
+  int cpu_threads = 0;          // CPU backend threads; 0: every core the process may use
   int kv_cache_blocks = 0;      // 0: from the memory budget
   int kv_cache_memory_mb = 2048;          // CPU budget
   double gpu_memory_utilization = 0.9;    // CUDA budget: fraction of free memory
@@ -27,6 +31,12 @@ struct BackendOptions {
 // Host memory the CPU backend's KV pool may take (its budget), counted with
 // the weights when checking that a model fits; 0 for GPU backends.
 int64_t CpuKvPoolBytes(const std::string& backend, int kv_cache_memory_mb);
+
+// The type the loader should convert the weights to for `dtype` on
+// `backend`: for the CPU every matrix is converted at load (nullopt: auto,
+// as stored); CUDA converts at upload itself, so it loads as stored and
+// refuses q8_0 (it computes in float32, float16 or bfloat16).
+absl::StatusOr<std::optional<WeightType>> LoadDtype(const std::string& backend, const std::string& dtype);
 
 // An error (one line, naming the flag) when the backend cannot be had: e.g.
 // `--backend cuda` on a machine without a usable GPU.

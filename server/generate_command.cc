@@ -75,8 +75,12 @@ void AddGenerateFlags(CLI::App* app, GenerateOptions* o) {
   app->add_flag("--no-prefix-caching", o->no_prefix_caching, "do not reuse cached prompt blocks");
   app->add_option("--backend", o->backend, "cpu, cuda, or auto (cuda when a GPU is usable)")
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}));
-  app->add_option("--dtype", o->dtype, "auto (float32 on the CPU, bfloat16 on CUDA), float32, bfloat16, float16")
-      ->check(CLI::IsMember({"auto", "float32", "bfloat16", "float16"}));
+  app->add_option("--dtype", o->dtype,
+                  "weight type: auto (the CPU serves the weights as stored; CUDA their 16-bit type), float32, "
+                  "bfloat16, float16, q8_0 (CPU only); the CPU converts every matrix at load")
+      ->check(CLI::IsMember({"auto", "float32", "bfloat16", "float16", "q8_0"}));
+  app->add_option("--cpu-threads", o->cpu_threads, "CPU backend threads (0: every core the process may use)")
+      ->check(CLI::Range(0, 1024));
   app->add_option("--gpu-memory-utilization", o->gpu_memory_utilization,
                   "CUDA: fraction of free GPU memory for the KV cache")
       ->check(CLI::Range(0.01, 0.95));
@@ -85,14 +89,20 @@ void AddGenerateFlags(CLI::App* app, GenerateOptions* o) {
 int RunGenerate(const GenerateOptions& options) {
   absl::StatusOr<std::vector<std::string>> prompts = ReadPrompts(options);
   if (!prompts.ok()) return Fail(prompts.status());
+  absl::StatusOr<std::optional<WeightType>> dtype = LoadDtype(options.backend, options.dtype);
+  if (!dtype.ok()) return Fail(dtype.status());
   absl::StatusOr<LoadedModel> model = LoadModel(options.model, LoadOptions{.tokenizer_path = options.tokenizer,
                                                                       .max_model_len = options.max_model_len,
-                                                                      .kv_pool_bytes = CpuKvPoolBytes(options.backend, options.kv_cache_memory_mb)});
+                                                                      .kv_pool_bytes = CpuKvPoolBytes(options.backend, options.kv_cache_memory_mb),
+                                                                      .dtype = *dtype,
+                                                                      .num_threads = options.cpu_threads});
   if (!model.ok()) return Fail(model.status());
+  if (!model->conversion_note.empty()) std::fprintf(stderr, "inferd generate: %s\n", model->conversion_note.c_str());
   const ModelConfig& config = model->weights->config;
   absl::StatusOr<std::unique_ptr<Backend>> backend =
       CreateBackend(model->weights, BackendOptions{.backend = options.backend,
                                                    .dtype = options.dtype,
+                                                   .cpu_threads = options.cpu_threads,
                                                    .kv_cache_blocks = options.kv_cache_blocks,
                                                    .kv_cache_memory_mb = options.kv_cache_memory_mb,
                                                    .gpu_memory_utilization = options.gpu_memory_utilization,

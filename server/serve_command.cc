@@ -66,10 +66,15 @@ absl::StatusOr<std::optional<ChatTemplate>> LoadModelChatTemplate(const ServerCo
 absl::StatusOr<std::unique_ptr<Engine>> LoadEngine(const ServerConfig& config, Metrics* metrics,
                                                    std::string* model_name,
                                                    std::optional<ChatTemplate>* chat_template) {
+  absl::StatusOr<std::optional<WeightType>> dtype = LoadDtype(config.backend, config.dtype);
+  if (!dtype.ok()) return dtype.status();
   absl::StatusOr<LoadedModel> model = LoadModel(config.model, LoadOptions{.tokenizer_path = config.tokenizer,
                                                                      .max_model_len = config.max_model_len,
-                                                                     .kv_pool_bytes = CpuKvPoolBytes(config.backend, config.kv_cache_memory_mb)});
+                                                                     .kv_pool_bytes = CpuKvPoolBytes(config.backend, config.kv_cache_memory_mb),
+                                                                     .dtype = *dtype,
+                                                                     .num_threads = config.cpu_threads});
   if (!model.ok()) return model.status();
+  if (!model->conversion_note.empty()) spdlog::info("{}", model->conversion_note);
   const ModelConfig& mc = model->weights->config;
   *model_name = mc.name;
   absl::StatusOr<std::optional<ChatTemplate>> loaded_template = LoadModelChatTemplate(config, *model);
@@ -83,6 +88,7 @@ absl::StatusOr<std::unique_ptr<Engine>> LoadEngine(const ServerConfig& config, M
   absl::StatusOr<std::unique_ptr<Backend>> backend =
       CreateBackend(model->weights, BackendOptions{.backend = config.backend,
                                                    .dtype = config.dtype,
+                                                   .cpu_threads = config.cpu_threads,
                                                    .kv_cache_blocks = config.kv_cache_blocks,
                                                    .kv_cache_memory_mb = config.kv_cache_memory_mb,
                                                    .gpu_memory_utilization = config.gpu_memory_utilization,

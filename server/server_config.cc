@@ -73,8 +73,11 @@ const std::vector<KeySpec>& Table() {
        "served context in tokens, at most the model's (0: the model's max_position_embeddings / context_length)"},
       {"backend", kEngine, StringKey{&C::backend, {"cpu", "cuda", "auto"}},
        "compute backend: cpu, cuda, or auto (cuda when a GPU is usable)"},
-      {"dtype", kEngine, StringKey{&C::dtype, {"auto", "float32", "bfloat16", "float16"}},
-       "weights and KV-cache type: auto (float32 on the CPU, bfloat16 on CUDA), float32, bfloat16, float16"},
+      {"dtype", kEngine, StringKey{&C::dtype, {"auto", "float32", "bfloat16", "float16", "q8_0"}},
+       "weight type: auto (the CPU serves the weights as stored; CUDA their 16-bit type), float32, bfloat16, "
+       "float16, q8_0 (CPU only); the CPU converts every matrix at load"},
+      {"cpu_threads", kEngine, IntKey{&C::cpu_threads, 0, 1024},
+       "CPU backend threads (0: every core the process may use: its affinity mask and cgroup CPU quota)"},
       {"gpu_memory_utilization", kEngine, DoubleKey{&C::gpu_memory_utilization, 0, true, 0.95, "FRACTION"},
        "CUDA: fraction of free GPU memory the KV cache takes (when kv_cache_blocks is 0)"},
       {"kv_cache_blocks", kEngine, IntKey{&C::kv_cache_blocks, 0}, "KV-cache blocks (0: from kv_cache_memory_mb)"},

@@ -21,7 +21,8 @@ struct ServerConfig {
   bool tokenizer_parse_special = true;  // special-token text in prompts becomes the token (as Hugging Face)
   int max_model_len = 0;           // 0: the model's own context length
   std::string backend = "cpu";     // cpu | cuda | auto
-  std::string dtype = "auto";      // auto: float32 on the CPU, bfloat16 on CUDA
+  std::string dtype = "auto";      // auto: as stored (CPU), the weights' 16-bit type (CUDA)
+  int cpu_threads = 0;             // CPU backend threads; 0: every core the process may use
   double gpu_memory_utilization = 0.9;
   int kv_cache_blocks = 0;         // 0: from kv_cache_memory_mb
   int kv_cache_memory_mb = 2048;

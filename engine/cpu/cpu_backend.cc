@@ -1,7 +1,5 @@
 #include "engine/cpu/cpu_backend.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -9,13 +7,13 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "engine/cpu/attention.h"
 #include "engine/cpu/matmul.h"
 
 namespace inferd {
 
 using cpu::DequantizeRow;
-using cpu::Dot;
-using cpu::MatMul;
+using cpu::MatMulPart;
 
 namespace {
 
@@ -76,18 +74,18 @@ absl::Status CheckWeights(const ModelWeights& w) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(std::shared_ptr<const ModelWeights> weights,
-                                                               const KvCacheConfig& kv_config) {
+                                                               const KvCacheConfig& kv_config, int num_threads) {
   if (weights == nullptr) return absl::InvalidArgumentError("CpuBackend: no weights");
   if (kv_config.num_blocks < 1 || kv_config.block_size < 1 || kv_config.block_size > 1024) {
     return absl::InvalidArgumentError(absl::StrCat("CpuBackend: invalid KV cache of ", kv_config.num_blocks,
                                                    " blocks of ", kv_config.block_size, " tokens"));
   }
   if (absl::Status s = CheckWeights(*weights); !s.ok()) return s;
-  return std::unique_ptr<CpuBackend>(new CpuBackend(std::move(weights), kv_config));
+  return std::unique_ptr<CpuBackend>(new CpuBackend(std::move(weights), kv_config, num_threads));
 }
 
-CpuBackend::CpuBackend(std::shared_ptr<const ModelWeights> weights, const KvCacheConfig& kv_config)
-    : weights_(std::move(weights)), kv_config_(kv_config) {
+CpuBackend::CpuBackend(std::shared_ptr<const ModelWeights> weights, const KvCacheConfig& kv_config, int num_threads)
+    : weights_(std::move(weights)), kv_config_(kv_config), pool_(std::make_unique<cpu::ThreadPool>(num_threads)) {
   const ModelConfig& c = weights_->config;
   const size_t pool_floats = static_cast<size_t>(kv_config_.num_blocks) * kv_config_.block_size * c.kv_dim();
   for (int layer = 0; layer < c.n_layers; ++layer) {
@@ -107,7 +105,6 @@ CpuBackend::CpuBackend(std::shared_ptr<const ModelWeights> weights, const KvCach
       rope_sin_[static_cast<size_t>(pos) * half + i] = sinf(angle);
     }
   }
-  scores_.resize(static_cast<size_t>(omp_get_max_threads()) * c.max_seq_len);
 }
 
 size_t CpuBackend::PoolOffset(int block, int slot_in_block) const {
@@ -195,6 +192,8 @@ absl::Status CpuBackend::Forward(const StepBatch& batch, absl::Span<float> logit
   if (batch.num_tokens() == 0) return absl::OkStatus();
   const int n = batch.num_tokens();
   EnsureWorkspace(n, batch.num_logit_rows());
+  // Workers spin between the regions of this step, and sleep after it.
+  cpu::ThreadPoolStep step(*pool_);
   Embed(batch);
   for (int layer = 0; layer < weights_->config.n_layers; ++layer) {
     AttentionBlock(layer, batch);
@@ -227,7 +226,7 @@ void CpuBackend::AttentionBlock(int layer, const StepBatch& batch) {
   Rope(k_.data(), c.n_kv_heads, batch.positions.data(), n);
   WriteKv(layer, batch);
   Attend(layer, batch);
-  MatMul(att_out_.data(), n, w.wo, xb_.data());
+  cpu::MatMul(*pool_, cpu::ActiveKernels(), att_out_.data(), n, w.wo, xb_.data());
   AddRows(xb_.data(), n, c.dim, x_.data());
 }
 
@@ -235,9 +234,8 @@ void CpuBackend::AttentionBlock(int layer, const StepBatch& batch) {
 void CpuBackend::QkvProjections(int layer, int num_tokens) {
   const ModelConfig& c = weights_->config;
   const LayerWeights& w = weights_->layers[layer];
-  MatMul(xb_.data(), num_tokens, w.wq, q_.data());
-  MatMul(xb_.data(), num_tokens, w.wk, k_.data());
-  MatMul(xb_.data(), num_tokens, w.wv, v_.data());
+  const MatMulPart parts[] = {{&w.wq, q_.data()}, {&w.wk, k_.data()}, {&w.wv, v_.data()}};
+  cpu::FusedMatMul(*pool_, cpu::ActiveKernels(), xb_.data(), num_tokens, parts);
   if (c.attention_bias) {
     AddBias(w.bq.f32(), num_tokens, c.q_dim(), q_.data());
     AddBias(w.bk.f32(), num_tokens, c.kv_dim(), k_.data());
@@ -261,51 +259,43 @@ void CpuBackend::WriteKv(int layer, const StepBatch& batch) {
 }
 
 // Causal grouped-query attention of every new token over its sequence's
-// cached context (positions 0..pos), read through the block table.
+// cached context (positions 0..pos), read through the block table. One work
+// item per (token, query head), taken in turn by the threads: items cost in
+// proportion to their position, so a static split would leave a core idle
+// while the other finishes the long ones. Within a sequence the last tokens
+// are the longest: taken first, so the loop ends on short items.
 void CpuBackend::Attend(int layer, const StepBatch& batch) {
   const ModelConfig& c = weights_->config;
-  const int head_dim = c.head_dim();
-  const int q_dim = c.q_dim();
-  const int group = c.n_heads / c.n_kv_heads;
-  const int bs = kv_config_.block_size;
-  const float sqrt_head_dim = sqrtf(static_cast<float>(head_dim));
-  const float* keys = key_pools_[layer].get();
-  const float* values = value_pools_[layer].get();
-  const int n = batch.num_tokens();
   for (int si = 0; si < static_cast<int>(batch.sequences.size()); ++si) {
     const SequenceSlice& s = batch.sequences[si];
     std::fill_n(&token_sequence_[s.token_start], s.num_tokens, si);
   }
-  // One work item per (token, query head); costs grow with the position.
-  const int work = n * c.n_heads;
-#pragma omp parallel for schedule(dynamic, 4) if (work > 8)
-  for (int item = 0; item < work; ++item) {
-    const int t = item / c.n_heads;
-    const int h = item % c.n_heads;
-    const SequenceSlice& s = batch.sequences[token_sequence_[t]];
-    const int kv_offset = (h / group) * head_dim;
-    const int pos = batch.positions[t];
-    const float* q = &q_[static_cast<size_t>(t) * q_dim + h * head_dim];
-    float* scores = &scores_[static_cast<size_t>(omp_get_thread_num()) * c.max_seq_len];
-    float max_score = -INFINITY;
-    for (int p = 0; p <= pos; ++p) {
-      const float* k = keys + PoolOffset(s.block_table[p / bs], p % bs) + kv_offset;
-      scores[p] = Dot(q, k, head_dim) / sqrt_head_dim;
-      max_score = std::max(max_score, scores[p]);
+  const int64_t work = static_cast<int64_t>(batch.num_tokens()) * c.n_heads;
+  // Tiny steps (a small model's decode) stay on the calling thread.
+  const int64_t context = batch.positions.back() + 1;
+  const int64_t grain = work * context * c.head_dim() < (int64_t{1} << 15) ? work : 4;
+  pool_->ParallelFor(work, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t item = work - 1 - i;
+      const int t = static_cast<int>(item / c.n_heads);
+      AttendHead(layer, batch.sequences[token_sequence_[t]], t, static_cast<int>(item % c.n_heads));
     }
-    float sum = 0.0f;
-    for (int p = 0; p <= pos; ++p) {
-      scores[p] = expf(scores[p] - max_score);
-      sum += scores[p];
-    }
-    float* out = &att_out_[static_cast<size_t>(t) * q_dim + h * head_dim];
-    std::fill_n(out, head_dim, 0.0f);
-    for (int p = 0; p <= pos; ++p) {
-      const float a = scores[p] / sum;
-      const float* v = values + PoolOffset(s.block_table[p / bs], p % bs) + kv_offset;
-      for (int d = 0; d < head_dim; ++d) out[d] += a * v[d];
-    }
-  }
+  });
+}
+
+// softmax(q·K / sqrt(head_dim)) · V for one token and head, streamed over
+// the sequence's blocks (attention.h).
+void CpuBackend::AttendHead(int layer, const SequenceSlice& s, int t, int h) {
+  const ModelConfig& c = weights_->config;
+  const int head_dim = c.head_dim();
+  const size_t kv_offset = static_cast<size_t>(h / (c.n_heads / c.n_kv_heads)) * head_dim;
+  const cpu::PagedRows keys{key_pools_[layer].get() + kv_offset, s.block_table.data(), kv_config_.block_size,
+                            static_cast<size_t>(c.kv_dim())};
+  const cpu::PagedRows values{value_pools_[layer].get() + kv_offset, s.block_table.data(), kv_config_.block_size,
+                              static_cast<size_t>(c.kv_dim())};
+  const int context = s.context_len - s.num_tokens + (t - s.token_start) + 1;
+  const size_t q_at = static_cast<size_t>(t) * c.q_dim() + static_cast<size_t>(h) * head_dim;
+  cpu::AttendPaged(&q_[q_at], keys, values, context, head_dim, &att_out_[q_at]);
 }
 
 // x += W2 · (silu(W1·norm(x)) * W3·norm(x))
@@ -313,15 +303,8 @@ void CpuBackend::FeedForwardBlock(int layer, int num_tokens) {
   const ModelConfig& c = weights_->config;
   const LayerWeights& w = weights_->layers[layer];
   RmsNorm(x_.data(), w.rms_ffn.f32(), num_tokens, c.dim, xb_.data());
-  MatMul(xb_.data(), num_tokens, w.w1, hb_.data());
-  MatMul(xb_.data(), num_tokens, w.w3, hb2_.data());
-  const size_t total = static_cast<size_t>(num_tokens) * c.hidden_dim;
-  for (size_t i = 0; i < total; ++i) {
-    float g = hb_[i];
-    g *= 1.0f / (1.0f + expf(-g));
-    hb_[i] = g * hb2_[i];
-  }
-  MatMul(hb_.data(), num_tokens, w.w2, xb_.data());
+  cpu::SwiGluMatMul(*pool_, cpu::ActiveKernels(), xb_.data(), num_tokens, w.w1, w.w3, hb_.data(), hb2_.data());
+  cpu::MatMul(*pool_, cpu::ActiveKernels(), hb_.data(), num_tokens, w.w2, xb_.data());
   AddRows(xb_.data(), num_tokens, c.dim, x_.data());
 }
 
@@ -337,7 +320,7 @@ void CpuBackend::Classifier(const StepBatch& batch, absl::Span<float> logits) {
             &logit_rows_[static_cast<size_t>(rows) * c.dim]);
     ++rows;
   }
-  if (rows > 0) MatMul(logit_rows_.data(), rows, weights_->wcls, logits.data());
+  if (rows > 0) cpu::MatMul(*pool_, cpu::ActiveKernels(), logit_rows_.data(), rows, weights_->wcls, logits.data());
 }
 
 // Each of `rows` vectors of `size` floats, normalized by its root mean

@@ -3,6 +3,9 @@
 // kernels.h) and activations in fp32. It reads ModelConfig's architecture
 // switches (q/k/v biases, q/k norms, head_dim, RoPE scaling). It is the
 // reference every other backend is tested against.
+//
+// Parallel work runs on the backend's own ThreadPool (thread_pool.h), warm
+// for the length of a step and asleep between steps.
 #pragma once
 
 #include <memory>
@@ -10,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/backend.h"
+#include "engine/cpu/thread_pool.h"
 #include "engine/model/model_weights.h"
 
 namespace inferd {
@@ -17,9 +21,10 @@ namespace inferd {
 class CpuBackend final : public Backend {
  public:
   // Allocates the K and V pools ([num_blocks][block_size][n_kv_heads]
-  // [head_dim] per layer) and the RoPE tables.
+  // [head_dim] per layer), the RoPE tables and `num_threads` threads (the
+  // caller's included; < 1: every core the process may use).
   static absl::StatusOr<std::unique_ptr<CpuBackend>> Create(std::shared_ptr<const ModelWeights> weights,
-                                                            const KvCacheConfig& kv_config);
+                                                            const KvCacheConfig& kv_config, int num_threads = 0);
 
   absl::Status Forward(const StepBatch& batch, absl::Span<float> logits) override;
 
@@ -27,6 +32,7 @@ class CpuBackend final : public Backend {
   const KvCacheConfig& kv_config() const override { return kv_config_; }
   std::string_view name() const override { return "cpu"; }
   std::string_view dtype() const override { return WeightTypeName(weights_->dtype); }
+  int num_threads() const { return pool_->num_threads(); }
 
   // Read access to the cache, for tests: the K (or V) vector of `layer` at
   // slot `slot_in_block` of physical `block`.
@@ -34,7 +40,7 @@ class CpuBackend final : public Backend {
   const float* ValueAt(int layer, int block, int slot_in_block) const;
 
  private:
-  CpuBackend(std::shared_ptr<const ModelWeights> weights, const KvCacheConfig& kv_config);
+  CpuBackend(std::shared_ptr<const ModelWeights> weights, const KvCacheConfig& kv_config, int num_threads);
 
   absl::Status CheckBatch(const StepBatch& batch, absl::Span<float> logits) const;
   void EnsureWorkspace(int num_tokens, int num_logit_rows);
@@ -45,6 +51,7 @@ class CpuBackend final : public Backend {
   void QkvProjections(int layer, int num_tokens);
   void WriteKv(int layer, const StepBatch& batch);
   void Attend(int layer, const StepBatch& batch);
+  void AttendHead(int layer, const SequenceSlice& s, int token, int head);
   void FeedForwardBlock(int layer, int num_tokens);
   void Classifier(const StepBatch& batch, absl::Span<float> logits);
 
@@ -68,8 +75,10 @@ class CpuBackend final : public Backend {
   int capacity_tokens_ = 0;
   std::vector<float> x_, xb_, q_, k_, v_, att_out_, hb_, hb2_;
   std::vector<float> logit_rows_;
-  std::vector<float> scores_;  // per thread: [max_seq_len]
   std::vector<int> token_sequence_;  // token index -> its sequence in the batch
+
+  // Declared last: destroyed first, so no worker outlives the buffers.
+  std::unique_ptr<cpu::ThreadPool> pool_;
 };
 
 }  // namespace inferd

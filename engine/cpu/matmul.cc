@@ -1,46 +1,141 @@
 #include "engine/cpu/matmul.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
-namespace inferd::cpu {
+#include "absl/synchronization/mutex.h"
 
-void MatMul(const KernelSet& kernels, const float* x, int rows, const Tensor& w, float* out) {
-  const TypeTraits& traits = kernels[w.type];
-  const int in_features = static_cast<int>(w.cols);
-  const int out_features = static_cast<int>(w.rows);
+namespace inferd::cpu {
+namespace {
+
+// Blocks of weight rows (the unit of parallel work) and of x rows, small
+// enough that both stay in L2 while the tiles sweep over them.
+constexpr int kWeightBlock = 32;
+constexpr int kRowBlock = 64;
+// Below this many multiply-adds a product runs on the calling thread: waking
+// a worker would cost more than it saves (tiny models).
+constexpr int64_t kParallelMacs = int64_t{1} << 16;
+
+int NumBlocks(const Tensor& w) { return static_cast<int>((w.rows + kWeightBlock - 1) / kWeightBlock); }
+
+// The activations as `traits`' GEMM reads them. Q8_0's quantized copy lives
+// in grow-only buffers of the calling thread, so a steady workload
+// allocates nothing; rows are quantized in parallel (each row on its own,
+// so the split does not change the result).
+Activations Prepare(ThreadPool& pool, const TypeTraits& traits, const float* x, int rows, int cols) {
+  Activations act{rows, cols, x, nullptr, nullptr};
+  if (!traits.quantized_activations) return act;
+  thread_local std::vector<int8_t> q8;
+  thread_local std::vector<float> scales;
+  const size_t n = static_cast<size_t>(rows) * cols;
+  if (q8.size() < n) q8.resize(n);
+  if (scales.size() < n / kQ8_0BlockSize) scales.resize(n / kQ8_0BlockSize);
+  int8_t* q = q8.data();
+  float* s = scales.data();
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / std::max(cols, 1));
+  pool.ParallelFor(rows, grain, [&](int64_t begin, int64_t end) {
+    QuantizeActivationsQ8(x + begin * cols, static_cast<int>(end - begin), cols, q + begin * cols,
+                          s + begin * cols / kQ8_0BlockSize);
+  });
+  act.q8 = q;
+  act.q8_scales = s;
+  return act;
+}
+
+// out[m][n0 .. n0 + count) for every activation row, from weight rows
+// n0 .. n0 + count of w; out's rows are w.rows apart.
+void GemmBlock(const TypeTraits& traits, const Activations& act, const Tensor& w, int n0, int count, float* out) {
   const size_t row_bytes = RowBytes(w.type, w.cols);
-  Activations act{rows, in_features, x, nullptr, nullptr};
-  if (traits.quantized_activations) {
-    // Grow-only per calling thread: a steady workload allocates nothing.
-    thread_local std::vector<int8_t> q8;
-    thread_local std::vector<float> scales;
-    const size_t n = static_cast<size_t>(rows) * in_features;
-    if (q8.size() < n) q8.resize(n);
-    if (scales.size() < n / kQ8_0BlockSize) scales.resize(n / kQ8_0BlockSize);
-    QuantizeActivationsQ8(x, rows, in_features, q8.data(), scales.data());
-    act.q8 = q8.data();
-    act.q8_scales = scales.data();
+  const int ldo = static_cast<int>(w.rows);
+  const char* block = static_cast<const char*>(w.data) + static_cast<size_t>(n0) * row_bytes;
+  for (int m0 = 0; m0 < act.rows; m0 += kRowBlock) {
+    const size_t offset = static_cast<size_t>(m0) * act.cols;
+    const Activations part{std::min(act.rows - m0, kRowBlock), act.cols, act.f32 + offset,
+                           act.q8 != nullptr ? act.q8 + offset : nullptr,
+                           act.q8_scales != nullptr ? act.q8_scales + offset / kQ8_0BlockSize : nullptr};
+    traits.gemm(part, block, row_bytes, count, out + static_cast<size_t>(m0) * ldo + n0, ldo);
   }
-  // Blocks of weight rows (the unit of parallel work) and of x rows, small
-  // enough that both stay in L2 while the tiles sweep over them.
-  constexpr int kWeightBlock = 32;
-  constexpr int kRowBlock = 64;
-  const int num_blocks = (out_features + kWeightBlock - 1) / kWeightBlock;
-  const bool parallel = static_cast<long>(rows) * out_features * in_features > (1L << 15);
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int b = 0; b < num_blocks; ++b) {
-    const int n0 = b * kWeightBlock;
-    const int n_count = std::min(out_features, n0 + kWeightBlock) - n0;
-    for (int m0 = 0; m0 < rows; m0 += kRowBlock) {
-      const size_t offset = static_cast<size_t>(m0) * in_features;
-      const Activations part{std::min(rows - m0, kRowBlock), in_features, act.f32 + offset,
-                             act.q8 != nullptr ? act.q8 + offset : nullptr,
-                             act.q8_scales != nullptr ? act.q8_scales + offset / kQ8_0BlockSize : nullptr};
-      traits.gemm(part, static_cast<const char*>(w.data) + static_cast<size_t>(n0) * row_bytes, row_bytes, n_count,
-                  out + static_cast<size_t>(m0) * out_features + n0, out_features);
+}
+
+// Blocks handed out one at a time, or all to the caller when the product
+// is small.
+int64_t Grain(int rows, int64_t out_features, int64_t in_features, int64_t blocks) {
+  return static_cast<int64_t>(rows) * out_features * in_features < kParallelMacs ? blocks : 1;
+}
+
+}  // namespace
+
+void MatMul(ThreadPool& pool, const KernelSet& kernels, const float* x, int rows, const Tensor& w, float* out) {
+  const MatMulPart part{&w, out};
+  FusedMatMul(pool, kernels, x, rows, absl::MakeConstSpan(&part, 1));
+}
+
+void FusedMatMul(ThreadPool& pool, const KernelSet& kernels, const float* x, int rows,
+                 absl::Span<const MatMulPart> parts) {
+  if (parts.empty() || rows == 0) return;
+  const Tensor& first = *parts[0].w;
+  for (const MatMulPart& p : parts) {
+    if (p.w->type != first.type || p.w->cols != first.cols) {
+      for (const MatMulPart& q : parts) MatMul(pool, kernels, x, rows, *q.w, q.out);
+      return;
     }
   }
+  const TypeTraits& traits = kernels[first.type];
+  const Activations act = Prepare(pool, traits, x, rows, static_cast<int>(first.cols));
+  int64_t blocks = 0, out_features = 0;
+  for (const MatMulPart& p : parts) {
+    blocks += NumBlocks(*p.w);
+    out_features += p.w->rows;
+  }
+  pool.ParallelFor(blocks, Grain(rows, out_features, first.cols, blocks), [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      int64_t local = b;
+      size_t i = 0;
+      while (local >= NumBlocks(*parts[i].w)) local -= NumBlocks(*parts[i++].w);
+      const Tensor& w = *parts[i].w;
+      const int n0 = static_cast<int>(local) * kWeightBlock;
+      GemmBlock(traits, act, w, n0, std::min<int>(static_cast<int>(w.rows) - n0, kWeightBlock), parts[i].out);
+    }
+  });
+}
+
+void SwiGluMatMul(ThreadPool& pool, const KernelSet& kernels, const float* x, int rows, const Tensor& w1,
+                  const Tensor& w3, float* out, float* up) {
+  if (rows == 0) return;
+  const TypeTraits& gate_traits = kernels[w1.type];
+  const TypeTraits& up_traits = kernels[w3.type];
+  const int cols = static_cast<int>(w1.cols);
+  const Activations gate_act = Prepare(pool, gate_traits, x, rows, cols);
+  // Only Q8_0 quantizes, so two quantized types are the same type.
+  const Activations up_act = w3.type == w1.type ? gate_act : Prepare(pool, up_traits, x, rows, cols);
+  const int64_t hidden = w1.rows;
+  const int64_t blocks = NumBlocks(w1);
+  pool.ParallelFor(blocks, Grain(rows, 2 * hidden, cols, blocks), [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const int n0 = static_cast<int>(b) * kWeightBlock;
+      const int count = std::min<int>(static_cast<int>(hidden) - n0, kWeightBlock);
+      GemmBlock(gate_traits, gate_act, w1, n0, count, out);
+      GemmBlock(up_traits, up_act, w3, n0, count, up);
+      for (int m = 0; m < rows; ++m) {
+        float* g = out + static_cast<size_t>(m) * hidden + n0;
+        const float* u = up + static_cast<size_t>(m) * hidden + n0;
+        for (int i = 0; i < count; ++i) {
+          float v = g[i];
+          v *= 1.0f / (1.0f + expf(-v));
+          g[i] = v * u[i];
+        }
+      }
+    }
+  });
+}
+
+void MatMul(const KernelSet& kernels, const float* x, int rows, const Tensor& w, float* out) {
+  // One region at a time on the shared pool, whoever calls.
+  static absl::Mutex* const mutex = new absl::Mutex();
+  static ThreadPool* const pool = new ThreadPool();
+  absl::MutexLock lock(mutex);
+  MatMul(*pool, kernels, x, rows, w, out);
 }
 
 void MatMul(const float* x, int rows, const Tensor& w, float* out) { MatMul(ActiveKernels(), x, rows, w, out); }

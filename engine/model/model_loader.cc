@@ -20,6 +20,7 @@
 #include "engine/model/gguf_model.h"
 #include "engine/model/hf_model.h"
 #include "engine/model/llama2c_checkpoint.h"
+#include "engine/model/weight_conversion.h"
 #include "engine/memory_budget.h"
 #include "engine/tokenizer/hf_tokenizer.h"
 #include "engine/tokenizer/llama2c_tokenizer.h"
@@ -239,7 +240,9 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& model, const std::strin
   return LoadModel(model, LoadOptions{.tokenizer_path = tokenizer_path});
 }
 
-absl::StatusOr<LoadedModel> LoadModel(const std::string& model, const LoadOptions& options) {
+namespace {
+
+absl::StatusOr<LoadedModel> LoadAsStored(const std::string& model, const LoadOptions& options) {
   const std::string& tokenizer_path = options.tokenizer_path;
   if (absl::StartsWith(model, kDummyPrefix)) {
     return LoadDummy(model.substr(std::strlen(kDummyPrefix)), options);
@@ -293,6 +296,19 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& model, const LoadOption
       LoadTokenizer(tokenizer.string(), config.vocab_size, weights_path.string());
   if (!tok.ok()) return tok.status();
   return LoadedModel{std::shared_ptr<const ModelWeights>(*std::move(weights)), *std::move(tok)};
+}
+
+}  // namespace
+
+absl::StatusOr<LoadedModel> LoadModel(const std::string& model, const LoadOptions& options) {
+  absl::StatusOr<LoadedModel> loaded = LoadAsStored(model, options);
+  if (!loaded.ok() || !options.dtype.has_value()) return loaded;
+  absl::StatusOr<ConvertedWeights> converted =
+      ConvertWeights(std::move(loaded->weights), *options.dtype, options.num_threads);
+  if (!converted.ok()) return absl::Status(converted.status().code(), absl::StrCat(model, ": ", converted.status().message()));
+  loaded->weights = std::move(converted->weights);
+  loaded->conversion_note = std::move(converted->note);
+  return loaded;
 }
 
 }  // namespace inferd

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -17,6 +18,9 @@ namespace inferd {
 struct LoadedModel {
   std::shared_ptr<const ModelWeights> weights;
   std::shared_ptr<const Tokenizer> tokenizer;
+  // What --dtype did, for the log ("converted 110.0M weights float32 ->
+  // q8_0 in 1.23 s"); empty when the weights are served as stored.
+  std::string conversion_note = {};
 };
 
 struct LoadOptions {
@@ -27,6 +31,11 @@ struct LoadOptions {
   // Bytes the KV pool will take, counted with the weights when checking
   // that the model fits in memory.
   int64_t kv_pool_bytes = 0;
+  // Set: every matrix converted to this type at load (--dtype, see
+  // weight_conversion.h); unset: served as stored (--dtype auto).
+  std::optional<WeightType> dtype = std::nullopt;
+  // Threads for the conversion (< 1: every core the process may use).
+  int num_threads = 0;
 };
 
 // Every error is one line naming the path, what was found and what was

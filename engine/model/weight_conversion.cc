@@ -1,0 +1,134 @@
+#include "engine/model/weight_conversion.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "engine/cpu/kernels.h"
+#include "engine/cpu/thread_pool.h"
+
+namespace inferd {
+namespace {
+
+struct NamedTensor {
+  std::string name;
+  Tensor* t;
+};
+
+// Every tensor of `w` with its checkpoint-style name; a tied classifier is
+// left out (it is re-pointed at the converted embedding).
+void ListTensors(ModelWeights& w, bool tied, std::vector<NamedTensor>* matrices, std::vector<NamedTensor>* vectors) {
+  matrices->push_back({"token_embedding", &w.token_embedding});
+  if (!tied) matrices->push_back({"wcls", &w.wcls});
+  vectors->push_back({"rms_final", &w.rms_final});
+  for (size_t i = 0; i < w.layers.size(); ++i) {
+    LayerWeights& l = w.layers[i];
+    const std::string p = absl::StrCat("layers.", i, ".");
+    for (auto [name, t] : {std::pair{"wq", &l.wq}, {"wk", &l.wk}, {"wv", &l.wv}, {"wo", &l.wo}, {"w1", &l.w1},
+                           {"w2", &l.w2}, {"w3", &l.w3}}) {
+      matrices->push_back({p + name, t});
+    }
+    for (auto [name, t] : {std::pair{"rms_att", &l.rms_att}, {"rms_ffn", &l.rms_ffn}, {"bq", &l.bq}, {"bk", &l.bk},
+                           {"bv", &l.bv}, {"q_norm", &l.q_norm}, {"k_norm", &l.k_norm}}) {
+      vectors->push_back({p + name, t});
+    }
+  }
+}
+
+// Rows [r0, r1) of one tensor into its new buffer.
+struct Job {
+  Tensor src;
+  char* dst;
+  WeightType type;
+  int64_t r0, r1;
+};
+
+void RunJob(const Job& job) {
+  const size_t dst_row = RowBytes(job.type, job.src.cols);
+  char* out = job.dst + static_cast<size_t>(job.r0) * dst_row;
+  if (job.src.type == job.type) {
+    std::memcpy(out, job.src.row(job.r0), static_cast<size_t>(job.r1 - job.r0) * dst_row);
+    return;
+  }
+  const cpu::KernelSet& k = cpu::ActiveKernels();
+  std::vector<float> row(static_cast<size_t>(job.src.cols));
+  for (int64_t r = job.r0; r < job.r1; ++r, out += dst_row) {
+    k[job.src.type].to_float(job.src.row(r), row.data(), job.src.cols);
+    k[job.type].from_float(row.data(), out, job.src.cols);
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<WeightType>> ParseWeightDtype(std::string_view name) {
+  if (name == "auto") return std::nullopt;
+  for (WeightType t : {WeightType::kF32, WeightType::kF16, WeightType::kBF16, WeightType::kQ8_0}) {
+    if (name == WeightTypeName(t)) return t;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("--dtype ", std::string(name), ": expected auto, float32, float16, bfloat16 or q8_0"));
+}
+
+absl::StatusOr<ConvertedWeights> ConvertWeights(std::shared_ptr<const ModelWeights> src, WeightType type,
+                                                int num_threads) {
+  const auto start = std::chrono::steady_clock::now();
+  auto w = std::make_unique<ModelWeights>();
+  w->config = src->config;
+  w->dtype = type;
+  w->token_embedding = src->token_embedding;
+  w->wcls = src->wcls;
+  w->rms_final = src->rms_final;
+  w->layers = src->layers;
+  const bool tied = src->wcls.data == src->token_embedding.data;
+  std::vector<NamedTensor> matrices, vectors;
+  ListTensors(*w, tied, &matrices, &vectors);
+
+  bool all_there = true;
+  for (const NamedTensor& m : matrices) {
+    if (m.t->empty()) continue;
+    all_there = all_there && m.t->type == type;
+    if (type == WeightType::kQ8_0 && m.t->cols % kQ8_0BlockSize != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("--dtype q8_0: tensor ", m.name, " has ", m.t->cols,
+                                                     " columns, not a multiple of ", kQ8_0BlockSize,
+                                                     " (Q8_0 blocks); serve this model as float32, float16 or "
+                                                     "bfloat16"));
+    }
+  }
+  if (all_there && src->dtype == type) return ConvertedWeights{std::move(src), ""};
+
+  // One buffer per tensor, filled in chunks of about 256K elements by every
+  // thread: converting a 7B model is seconds of work.
+  std::vector<Job> jobs;
+  int64_t elements = 0;
+  auto place = [&](Tensor& t, WeightType to) {
+    if (t.empty()) return;
+    auto bytes = std::make_shared<std::vector<char>>(static_cast<size_t>(t.rows) * RowBytes(to, t.cols));
+    const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(t.cols, 1));
+    for (int64_t r = 0; r < t.rows; r += chunk) jobs.push_back({t, bytes->data(), to, r, std::min(t.rows, r + chunk)});
+    t = Tensor{to, bytes->data(), t.rows, t.cols};
+    w->owners.push_back(std::move(bytes));
+  };
+  for (NamedTensor& m : matrices) {
+    if (!m.t->empty()) elements += m.t->rows * m.t->cols;
+    place(*m.t, type);
+  }
+  // Norms and biases are F32 already (loaders widen them); copied so that
+  // nothing points into `src`'s buffers.
+  for (NamedTensor& v : vectors) place(*v.t, WeightType::kF32);
+  if (tied) w->wcls = w->token_embedding;
+  cpu::ThreadPool pool(num_threads);
+  pool.ParallelFor(static_cast<int64_t>(jobs.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t j = begin; j < end; ++j) RunJob(jobs[j]);
+  });
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::string note = absl::StrFormat("converted %.1fM weights %s -> %s in %.2f s", elements / 1e6,
+                                     std::string(WeightTypeName(src->dtype)), std::string(WeightTypeName(type)),
+                                     seconds);
+  return ConvertedWeights{std::shared_ptr<const ModelWeights>(std::move(w)), std::move(note)};
+}
+
+}  // namespace inferd
