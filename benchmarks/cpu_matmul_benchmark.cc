@@ -10,8 +10,8 @@
 // page) runs 20-30% slower at 512 rows, f32 weights 32 bytes off 10-15%.
 //
 // The machine is shared and noisy: compare sets within one run, as ratios
-// (e.g. --benchmark_filter='2048x768' --benchmark_repetitions=3), and with
-// OMP_NUM_THREADS=1 read the CPU column.
+// (e.g. --benchmark_filter='2048x768' --benchmark_repetitions=3). Every
+// product runs on one thread.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -20,25 +20,12 @@
 #include <string>
 #include <vector>
 
+#include "engine/cpu/aligned_vector.h"
 #include "engine/cpu/kernels.h"
 #include "engine/cpu/matmul.h"
 
 namespace inferd::cpu {
 namespace {
-
-template <typename T>
-struct Aligned64 {
-  using value_type = T;
-  Aligned64() = default;
-  template <typename U>
-  explicit Aligned64(const Aligned64<U>&) {}
-  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
-  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
-  bool operator==(const Aligned64&) const { return true; }
-};
-
-template <typename T>
-using AlignedVector = std::vector<T, Aligned64<T>>;
 
 void BM_MatMul(benchmark::State& state, const KernelSet* set, WeightType type, int out_features, int in_features,
                int rows) {
@@ -56,8 +43,11 @@ void BM_MatMul(benchmark::State& state, const KernelSet* set, WeightType type, i
   }
   const Tensor w{type, bytes.data(), out_features, in_features};
   std::vector<float> out(static_cast<size_t>(rows) * out_features);
+  // One thread: the kernels' speed per core (the forward pass splits the
+  // weight rows between cores, forward_benchmark measures that).
+  static ThreadPool one_thread(1);
   for (auto _ : state) {
-    MatMul(*set, x.data(), rows, w, out.data());
+    MatMul(one_thread, *set, x.data(), rows, w, out.data());
     benchmark::DoNotOptimize(out.data());
   }
   state.counters["weight_GB/s"] = benchmark::Counter(static_cast<double>(bytes.size()) * state.iterations() / 1e9,

@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/backend.h"
+#include "engine/cpu/aligned_vector.h"
 #include "engine/cpu/thread_pool.h"
 #include "engine/model/model_weights.h"
 
@@ -73,8 +74,9 @@ class CpuBackend final : public Backend {
   // Activations, sized for the largest step seen (grow-only, so a steady
   // workload allocates nothing).
   int capacity_tokens_ = 0;
-  std::vector<float> x_, xb_, q_, k_, v_, att_out_, hb_, hb2_;
-  std::vector<float> logit_rows_;
+  // Rows on cache-line boundaries (aligned_vector.h).
+  cpu::AlignedVector<float> x_, xb_, q_, k_, v_, att_out_, hb_, hb2_;
+  cpu::AlignedVector<float> logit_rows_;
   std::vector<int> token_sequence_;  // token index -> its sequence in the batch
 
   // Declared last: destroyed first, so no worker outlives the buffers.

@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "engine/cpu/aligned_vector.h"
 
 namespace inferd::cpu {
 namespace {
@@ -26,8 +26,8 @@ int NumBlocks(const Tensor& w) { return static_cast<int>((w.rows + kWeightBlock 
 Activations Prepare(ThreadPool& pool, const TypeTraits& traits, const float* x, int rows, int cols) {
   Activations act{rows, cols, x, nullptr, nullptr};
   if (!traits.quantized_activations) return act;
-  thread_local std::vector<int8_t> q8;
-  thread_local std::vector<float> scales;
+  thread_local AlignedVector<int8_t> q8;
+  thread_local AlignedVector<float> scales;
   const size_t n = static_cast<size_t>(rows) * cols;
   if (q8.size() < n) q8.resize(n);
   if (scales.size() < n / kQ8_0BlockSize) scales.resize(n / kQ8_0BlockSize);

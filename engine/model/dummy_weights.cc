@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "engine/cpu/thread_pool.h"
 
 namespace inferd {
 namespace {
@@ -84,8 +85,8 @@ absl::StatusOr<ModelConfig> DummyPresetConfig(const std::string& preset) {
                                                  absl::StrJoin(DummyPresetNames(), ", ")));
 }
 
-absl::StatusOr<std::unique_ptr<ModelWeights>> MakeDummyWeights(const ModelConfig& config,
-                                                                uint64_t seed) {
+absl::StatusOr<std::unique_ptr<ModelWeights>> MakeDummyWeights(const ModelConfig& config, uint64_t seed,
+                                                                int num_threads) {
   if (absl::Status s = config.Validate(config.name.empty() ? "dummy" : config.name); !s.ok()) {
     return s;
   }
@@ -109,11 +110,11 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> MakeDummyWeights(const ModelConfig
   const uint64_t key = SplitMix64(seed);
   const int64_t num_pairs = (n + 1) / 2;
   constexpr int64_t kChunkPairs = int64_t{1} << 15;
-  const int64_t num_chunks = (num_pairs + kChunkPairs - 1) / kChunkPairs;
-#pragma omp parallel for schedule(static)
-  for (int64_t chunk = 0; chunk < num_chunks; ++chunk) {
-    const int64_t end = std::min(num_pairs, (chunk + 1) * kChunkPairs);
-    for (int64_t pair = chunk * kChunkPairs; pair < end; ++pair) {
+  // A pool of its own, gone when the weights are made: the CPU backend's
+  // threads are then the only ones that compute.
+  cpu::ThreadPool pool(num_threads);
+  pool.ParallelFor(num_pairs, kChunkPairs, [&](int64_t begin, int64_t end) {
+    for (int64_t pair = begin; pair < end; ++pair) {
       const uint64_t h = SplitMix64(key + static_cast<uint64_t>(pair));
       // u1 in (0, 1] so the log is finite; 24 bits each, exact in float.
       const float u1 = static_cast<float>((h >> 40) + 1) * 0x1p-24f;
@@ -123,7 +124,7 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> MakeDummyWeights(const ModelConfig
       data[2 * pair] = r * std::cos(theta);
       if (2 * pair + 1 < n) data[2 * pair + 1] = r * std::sin(theta);
     }
-  }
+  });
 
   // Norm weights of 1 make RMSNorm a pure normalization, as at init.
   auto fill_ones = [&](const Tensor& view, int64_t count) {

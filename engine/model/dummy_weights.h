@@ -18,7 +18,10 @@ std::vector<std::string> DummyPresetNames();
 
 // Seeded weights for `config`: matrices and embeddings ~ N(0, 0.02), norms 1.
 // The same (config, seed) gives the same bytes on every machine. Refuses
-// (ResourceExhausted) when fp32 weights would not fit in memory.
-absl::StatusOr<std::unique_ptr<ModelWeights>> MakeDummyWeights(const ModelConfig& config, uint64_t seed);
+// (ResourceExhausted) when fp32 weights would not fit in memory. Generated on
+// `num_threads` threads (< 1: every core the process may use); the bytes do
+// not depend on it.
+absl::StatusOr<std::unique_ptr<ModelWeights>> MakeDummyWeights(const ModelConfig& config, uint64_t seed,
+                                                                int num_threads = 0);
 
 }  // namespace inferd

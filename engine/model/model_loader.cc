@@ -141,7 +141,7 @@ absl::StatusOr<LoadedModel> LoadDummy(const std::string& preset, const LoadOptio
   absl::StatusOr<std::shared_ptr<const Tokenizer>> tokenizer =
       LoadTokenizer(path, vocab, config->name);
   if (!tokenizer.ok()) return tokenizer.status();
-  absl::StatusOr<std::unique_ptr<ModelWeights>> weights = MakeDummyWeights(*config, /*seed=*/0);
+  absl::StatusOr<std::unique_ptr<ModelWeights>> weights = MakeDummyWeights(*config, /*seed=*/0, options.num_threads);
   if (!weights.ok()) return weights.status();
   return LoadedModel{std::shared_ptr<const ModelWeights>(*std::move(weights)),
                      *std::move(tokenizer)};

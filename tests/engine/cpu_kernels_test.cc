@@ -13,7 +13,6 @@
 //   unquantized activations that plus half a quantization step per
 //   activation: sum_blocks (scale_x / 2) * sum_{k in block} |w_k|.
 #include <gtest/gtest.h>
-#include <omp.h>
 
 #if defined(__F16C__)
 #include <immintrin.h>
@@ -147,10 +146,8 @@ TEST_P(KernelSetTest, MatMulIsBatchInvariant) {
     const std::vector<float> x = RandomFloats(static_cast<size_t>(rows) * cols, 8);
     std::vector<float> batched(static_cast<size_t>(rows) * out), single(out), one_thread(batched.size());
     MatMul(*set_, x.data(), rows, w.tensor, batched.data());
-    const int threads = omp_get_max_threads();
-    omp_set_num_threads(1);
-    MatMul(*set_, x.data(), rows, w.tensor, one_thread.data());
-    omp_set_num_threads(threads);
+    cpu::ThreadPool one(1);
+    MatMul(one, *set_, x.data(), rows, w.tensor, one_thread.data());
     EXPECT_EQ(batched, one_thread);
     for (int i = 0; i < rows; ++i) {
       MatMul(*set_, &x[static_cast<size_t>(i) * cols], 1, w.tensor, single.data());

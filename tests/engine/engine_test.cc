@@ -7,6 +7,8 @@
 
 #include <random>
 
+#include "absl/synchronization/notification.h"
+
 #include "engine/tokenizer/utf8.h"
 #include "tests/testing/engine_harness.h"
 
@@ -259,10 +261,16 @@ TEST(Engine, SubmitRefusesWhatCanNeverBeServed) {
   EXPECT_EQ(engine->Submit(MakeRequest("vocab", {1, 512}, 5)).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(engine->Submit(MakeRequest("zero", {1, 5}, 0)).code(), absl::StatusCode::kInvalidArgument);
 
+  // The first request's first output holds the engine until the duplicate
+  // was submitted, so it cannot finish (and free its id) before.
+  absl::Notification duplicate_submitted;
   Request slow = MakeRequest("dup", {1, 5}, 100);
   slow.stopping.ignore_eos = true;
+  slow.on_output = [&](RequestOutput) { duplicate_submitted.WaitForNotification(); };
   ASSERT_TRUE(engine->Submit(slow).ok());
+  slow.on_output = nullptr;
   EXPECT_EQ(engine->Submit(slow).code(), absl::StatusCode::kAlreadyExists);
+  duplicate_submitted.Notify();
   engine->StopAdmitting();
   EXPECT_EQ(engine->Submit(MakeRequest("late", {1, 5}, 5)).code(), absl::StatusCode::kUnavailable);
   EXPECT_TRUE(engine->WaitUntilIdle(absl::Now() + absl::Seconds(30)));

@@ -42,9 +42,8 @@ GenerateRun GenerateAll(const std::string& model, const std::string& extra = "")
     std::ofstream out(prompts);
     for (const nlohmann::json& g : GoldenLines()) out << g["prompt"].get<std::string>() << "\n";
   }
-  // One thread: a 260K-parameter model gains nothing from more, and on a
-  // busy machine OpenMP's spinning threads make it many times slower.
-  const std::string command = "OMP_NUM_THREADS=1 " + std::string(INFERD_BINARY) + " generate --model " + ShellQuote(model) +
+  // One thread: a 260K-parameter model gains nothing from more.
+  const std::string command = std::string(INFERD_BINARY) + " generate --cpu-threads 1 --model " + ShellQuote(model) +
                               " --prompts-file " + ShellQuote(prompts) + " --max-tokens 256 --temperature 0 " +
                               extra + " 2>&1";
   GenerateRun run{.exit_code = -1};
@@ -129,7 +128,7 @@ TEST(ExportedGoldenTest, GgufQ8_0StaysClose) { ExpectClose(GenerateAll(ExportedS
 
 // --max-model-len lowers the served context below llama.context_length.
 TEST(MaxModelLenTest, GenerateServesTheLoweredContext) {
-  const std::string base = "OMP_NUM_THREADS=1 " + std::string(INFERD_BINARY) + " generate --model " +
+  const std::string base = std::string(INFERD_BINARY) + " generate --cpu-threads 1 --model " +
                            ShellQuote(ExportedStories260K() + "/stories260K-f32.gguf") +
                            " --prompt 'Once upon a time' --temperature 0 --ignore-eos --max-model-len 16";
   auto fits = RunCommand(base + " --max-tokens 11 2>&1");

@@ -3,7 +3,6 @@
 // with a message naming the file and the problem, before any allocation),
 // generated dummy weights, and LoadModel's resolution of --model arguments.
 #include <gtest/gtest.h>
-#include <omp.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -271,12 +270,8 @@ TEST(DummyWeightsTest, SeededAndIndependentOfThreadCount) {
   ASSERT_TRUE(config.ok());
   auto a = MakeDummyWeights(*config, 7);
   ASSERT_TRUE(a.ok()) << a.status();
-  const int threads = omp_get_max_threads();
-  omp_set_num_threads(1);
-  auto b = MakeDummyWeights(*config, 7);
-  omp_set_num_threads(3);
-  auto c = MakeDummyWeights(*config, 7);
-  omp_set_num_threads(threads);
+  auto b = MakeDummyWeights(*config, 7, /*num_threads=*/1);
+  auto c = MakeDummyWeights(*config, 7, /*num_threads=*/3);
   auto d = MakeDummyWeights(*config, 8);
   ASSERT_TRUE(b.ok() && c.ok() && d.ok());
   EXPECT_EQ(F32Storage(**a), F32Storage(**b));
