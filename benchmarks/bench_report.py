@@ -40,7 +40,8 @@ LLAMA_SERVER = {
 }
 GOAL_FACTOR = {"c1": 1.2, "c8": 1.5}
 # llama.cpp's engine-only figures from the issue, for the engine table.
-LLAMA_ENGINE = {"float32": {1: 122.0}, "float16": {1: 181.0}, "q8_0": {1: 243.0}}
+LLAMA_ENGINE = {"float32": {1: 122.0, 8: 378.0, 32: 682.0}, "float16": {1: 181.0}, "q8_0": {1: 243.0}}
+LLAMA_PP512 = {"float32": 1360.0}
 
 
 def load_json(path):
@@ -80,15 +81,21 @@ def parse_membw(text):
 
 
 def parse_forward(data):
-    """{batch: step_seconds} from Google Benchmark JSON (BM_DecodeStep/<batch>...)."""
+    """({batch: step_seconds}, prefill_seconds or None) from Google Benchmark
+    JSON: BM_DecodeStep[/<dtype>]/<batch> and BM_Prefill512[/<dtype>]."""
     scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
-    steps = {}
+    steps, prefill = {}, None
     for b in (data or {}).get("benchmarks", []):
-        m = re.match(r"BM_DecodeStep/(\d+)(/|$)", b.get("name", ""))
-        if not m or b.get("run_type", "iteration") != "iteration" or b.get("error_occurred"):
+        if b.get("run_type", "iteration") != "iteration" or b.get("error_occurred"):
             continue
-        steps[int(m.group(1))] = b["real_time"] * scale[b.get("time_unit", "ns")]
-    return steps
+        seconds = b["real_time"] * scale[b.get("time_unit", "ns")]
+        name = b.get("name", "")
+        m = re.match(r"BM_DecodeStep/(?:[^/]*[A-Za-z][^/]*/)?(\d+)(/|$)", name)
+        if m:
+            steps[int(m.group(1))] = seconds
+        elif re.match(r"BM_Prefill512(/|$)", name):
+            prefill = seconds
+    return steps, prefill
 
 
 def verdict(ours, bar):
@@ -104,7 +111,9 @@ def main():
     meta = load_json(os.path.join(work, "meta.json")) or {}
     membw, membw_header = parse_membw(read_text(os.path.join(work, "membw.txt")))
     dtypes = meta.get("dtypes", DTYPES)
-    forward = {d: parse_forward(load_json(os.path.join(work, f"forward-{d}.json"))) for d in dtypes}
+    parsed = {d: parse_forward(load_json(os.path.join(work, f"forward-{d}.json"))) for d in dtypes}
+    forward = {d: parsed[d][0] for d in dtypes}
+    prefill = {d: parsed[d][1] for d in dtypes}
     served = {d: {c: load_json(os.path.join(work, f"{d}-{c}.json")) for c in ("c1", "c8")} for d in dtypes}
     errors = {d: read_text(os.path.join(work, f"{d}-server.err")) for d in dtypes}
     dram_mib = meta.get("membw_dram_mib")
@@ -182,6 +191,18 @@ def main():
             llama = LLAMA_ENGINE.get(d, {}).get(batch)
             p(f"| {d} | {batch} | {steps[batch] * 1e3:.2f} | {tps:.1f} | {roof(d, tps, batch)} | {fmt(llama, 0)} |")
     p()
+    if any(prefill.values()):
+        p("Prefill of one 512-token prompt (BM_Prefill512), against llama.cpp's pp512 (issue 11: f32 about "
+          "1,360 tok/s; no figure for the other dtypes):")
+        p()
+        p("| dtype | prefill ms | tok/s | llama.cpp pp512 tok/s | verdict |")
+        p("| --- | --- | --- | --- | --- |")
+        for d in dtypes:
+            if prefill[d]:
+                tps = 512 / prefill[d]
+                bar = LLAMA_PP512.get(d)
+                p(f"| {d} | {prefill[d] * 1e3:.1f} | {tps:.0f} | {fmt(bar, 0)} | {verdict(tps, bar)} |")
+        p()
 
     # --- served ---------------------------------------------------------------
     p("### Served: inferd-bench over gRPC, 128 random token ids in, 128 tokens out (EOS ignored), streamed")

@@ -308,6 +308,10 @@ int SampleToken(absl::Span<const float> logits, const SamplingParams& params, ui
   std::vector<float>& p = scratch->logits;
   p.resize(vocab);
   const float exp_floor = top_p_on ? 0.0f : floor;
+  // The running total after each id: Draw's walk over the same sums, in the
+  // same order, becomes a binary search (below).
+  std::vector<double>& running = scratch->running_total;
+  if (running.size() < static_cast<size_t>(vocab)) running.resize(vocab);
   double total = 0.0;
   int i = 0;
 #if INFERD_EXPF_X8
@@ -319,7 +323,7 @@ int SampleToken(absl::Span<const float> logits, const SamplingParams& params, ui
   for (; i + 8 <= vocab; i += 8) {
     const __m256 e = ExpfX8(_mm256_div_ps(_mm256_sub_ps(_mm256_loadu_ps(src + i), max8), temperature8));
     _mm256_storeu_ps(&p[i], _mm256_and_ps(e, _mm256_cmp_ps(e, floor8, _CMP_GE_OQ)));
-    for (int j = i; j < i + 8; ++j) total += p[j];
+    for (int j = i; j < i + 8; ++j) running[j] = total += p[j];
   }
 #endif
   for (; i < vocab; ++i) {
@@ -328,11 +332,24 @@ int SampleToken(absl::Span<const float> logits, const SamplingParams& params, ui
     // mispredict costs more than the exp. A NaN logit also gets weight 0.
     const uint32_t keep = -static_cast<uint32_t>(e >= exp_floor);
     p[i] = std::bit_cast<float>(std::bit_cast<uint32_t>(e) & keep);
-    total += p[i];
+    running[i] = total += p[i];
   }
   if (!(total > 0.0)) return ArgMax(src, vocab);  // only with a NaN temperature
-  if (top_p_on) total = KeepNucleus(p.data(), vocab, params.top_p, total, floor, scratch);
-  return Draw(p.data(), vocab, [](int i) { return i; }, total, u);
+  if (top_p_on) {
+    total = KeepNucleus(p.data(), vocab, params.top_p, total, floor, scratch);
+    return Draw(p.data(), vocab, [](int i) { return i; }, total, u);
+  }
+  // Draw without the walk: the first id whose running total exceeds the
+  // target (weights are >= 0, so the totals never decrease, and a zero
+  // weight never exceeds where its predecessor did not); when rounding
+  // leaves the last total at or below it, the last id with weight.
+  const double target = u * total;
+  const int id = static_cast<int>(std::upper_bound(running.data(), running.data() + vocab, target) - running.data());
+  if (id < vocab) return id;
+  for (int j = vocab - 1; j > 0; --j) {
+    if (p[j] > 0.0f) return j;
+  }
+  return 0;
 }
 
 }  // namespace inferd
