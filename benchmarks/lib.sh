@@ -59,6 +59,29 @@ bench_start_server() {
   return 1
 }
 
+# bench_wait_serving LOG [SECONDS]: after bench_start_server, waits until
+# the model is loaded (the log says "serving"); fails, with the end of the
+# log on stderr, if the server exits first or it takes longer than SECONDS
+# (default 600).
+bench_wait_serving() {
+  local log=$1 limit=${2:-600}
+  local deadline=$((SECONDS + limit))
+  while ((SECONDS < deadline)); do
+    grep -q ' info serving ' "$log" && return 0
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+      echo "the server exited while loading; its log ends:" >&2
+      tail -5 "$log" >&2
+      server_pid=""
+      return 1
+    fi
+    sleep 0.2
+  done
+  echo "the server did not finish loading in $limit s; its log ends:" >&2
+  tail -5 "$log" >&2
+  bench_stop_server
+  return 1
+}
+
 # bench_field FILE LABEL: the value of "LABEL:   value" in an inferd-bench table.
 bench_field() { sed -n "s/^$2:  *\(.*\)$/\1/p" "$1" | head -1; }
 

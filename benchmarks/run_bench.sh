@@ -77,12 +77,13 @@ serve_dtype() {
     --metrics-port 0 --http-port -1)
   server_cmd="${cmd[*]}"
   server_cmd=${server_cmd//--dtype $dtype/--dtype X}
-  if ! bench_start_server "$work/$dtype-server.log" "${cmd[@]}" 2>"$work/$dtype-server.err"; then
-    echo "   the server did not start at --dtype $dtype: $(tail -1 "$work/$dtype-server.err")"
+  if ! bench_start_server "$work/$dtype-server.log" "${cmd[@]}" 2>"$work/$dtype-server.err" ||
+     ! bench_wait_serving "$work/$dtype-server.log" 2>"$work/$dtype-server.err"; then
+    echo "   the server did not serve at --dtype $dtype: $(tail -1 "$work/$dtype-server.err")"
     return 0
   fi
   rm -f "$work/$dtype-server.err"
-  local common="--target 127.0.0.1:$port --scrape-metrics $metrics_url --ready-timeout 300 --input-len 128 --output-len 128"
+  local common="--target 127.0.0.1:$port --scrape-metrics $metrics_url --ready-timeout 60 --input-len 128 --output-len 128"
   bench_cmd="$BUILD_DIR/inferd-bench --target 127.0.0.1:PORT --scrape-metrics URL --input-len 128 --output-len 128"
   local streams name requests extra
   for streams in 1 8; do
@@ -93,7 +94,6 @@ serve_dtype() {
         --output-json "$work/$dtype-$name.json" >"$work/$dtype-$name.txt"; then
       rm -f "$work/$dtype-$name.json"
       if ! kill -0 "$server_pid" 2>/dev/null; then
-        # It listened, then failed to load the model at this dtype.
         { echo "the server exited; its log ends:"; tail -5 "$work/$dtype-server.log"; } >"$work/$dtype-server.err"
         echo "   the server exited at --dtype $dtype: $(tail -1 "$work/$dtype-server.log")"
         server_pid=""
