@@ -26,8 +26,10 @@ serve: deps build
 clean:
 	rm -rf $(BUILD_DIR)
 
-# Engine and load benchmarks on dummy:llama-110m (CPU): a few minutes on two
-# cores; the numbers go into benchmarks/RESULTS.md (benchmarks/run_bench.sh).
+# Engine and load benchmarks on dummy:llama-110m (CPU) per weight dtype, with
+# the memory-bandwidth roofline and issue 11's llama-server bars: about five
+# minutes on two cores; the numbers go into benchmarks/RESULTS.md
+# (benchmarks/run_bench.sh; BENCH_DTYPES, BENCH_REQUESTS_C1/_C8 size it).
 .PHONY: bench
 bench: deps
 	BUILD_DIR=$(BUILD_DIR) JOBS=$(JOBS) ./benchmarks/run_bench.sh

@@ -1,143 +1,147 @@
 #!/usr/bin/env bash
-# `make bench`: builds inferd, inferd-bench and forward_benchmark, measures
-# one engine forward step, then serves dummy:llama-110m on the CPU and runs a
-# fixed load scenario against it. The numbers, the exact commands and the
-# git commit replace the "make bench" section of benchmarks/RESULTS.md.
+# `make bench`: the CPU figures of issue 11, per weight dtype, written to the
+# "make bench" section of benchmarks/RESULTS.md (benchmarks/bench_report.py
+# lays it out):
+#   1. memory read bandwidth (benchmarks/membw): DRAM, and buffers the size
+#      of each dtype's weights: the roof every figure is read against;
+#   2. the engine alone: one decode step at batch 1, 8 and 32
+#      (forward_benchmark --dtype=X);
+#   3. the server (`inferd serve --dtype X` on dummy:llama-110m) under
+#      inferd-bench: 128 random token ids in, 128 tokens out with EOS ignored,
+#      streamed over gRPC, at 1 stream and at 8 concurrent streams; TTFT,
+#      throughput, and the served decode step (/metrics) against the bare one;
+#   4. each served figure against issue 11's llama-server bars, PASS or MISS.
 #
-# Sized for a 2-core machine (about two and a half minutes once built; the
-# CPU backend decodes ~100-400 tokens/s there): 128-token prompts and
-# outputs, 16 requests at concurrency 1 and 64 at concurrency 16 (fewer at
-# concurrency 1 than a GPU run would use: each takes ~2.5 s).
-# Override with BENCH_REQUESTS_C1 / BENCH_REQUESTS_C16; BUILD_DIR and JOBS as
-# in the Makefile.
+# About 5 minutes on two cores once built (longer while other work shares
+# them). Knobs (environment):
+#   BENCH_DTYPES        dtypes to measure (default: float32 float16 bfloat16 q8_0)
+#   BENCH_REQUESTS_C1   measured requests at 1 stream, per dtype (default 6)
+#   BENCH_REQUESTS_C8   measured requests at 8 streams, per dtype (default 32)
+#   BENCH_MEMBW_SECONDS seconds per bandwidth trial (default 0.5)
+#   BUILD_DIR, JOBS     as in the Makefile
+# A dtype the server refuses is reported as not run; the rest still runs.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-BUILD_DIR=${BUILD_DIR:-build}
-JOBS=${JOBS:-$(nproc)}
+source benchmarks/lib.sh
 MODEL=dummy:llama-110m
-INPUT_LEN=128
-OUTPUT_LEN=128
-REQUESTS_C1=${BENCH_REQUESTS_C1:-16}
-REQUESTS_C16=${BENCH_REQUESTS_C16:-64}
-RESULTS=benchmarks/RESULTS.md
+DTYPES=(${BENCH_DTYPES:-float32 float16 bfloat16 q8_0})
+REQUESTS_C1=${BENCH_REQUESTS_C1:-6}
+REQUESTS_C8=${BENCH_REQUESTS_C8:-32}
+MEMBW_SECONDS=${BENCH_MEMBW_SECONDS:-0.5}
 BEGIN_MARK='<!-- BEGIN make bench (written by benchmarks/run_bench.sh) -->'
 END_MARK='<!-- END make bench -->'
 
-work=$(mktemp -d)
-server_pid=""
-cleanup() {
-  if [[ -n "$server_pid" ]]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
+start_s=$SECONDS
+stage=0
+stages=$((2 + 2 * ${#DTYPES[@]}))
+progress() {
+  stage=$((stage + 1))
+  echo "== [$stage/$stages, $((SECONDS - start_s)) s] $*"
 }
-trap cleanup EXIT
 
-echo "== build ($BUILD_DIR)"
-cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD_DIR" -j "$JOBS" --target inferd inferd-bench forward_benchmark
+progress "build ($BUILD_DIR)"
+bench_build inferd inferd-bench forward_benchmark membw
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
-echo "== engine: one forward step"
-forward_cmd="$BUILD_DIR/benchmarks/forward_benchmark"
-$forward_cmd | tee "$work/forward.txt"
+# Bandwidth: DRAM (a buffer 4x the L3 cache, at least 1 GiB), and buffers
+# the size of each dtype's weights (they may fit in a large L3).
+progress "memory bandwidth"
+l3_bytes=$(cat /sys/devices/system/cpu/cpu0/cache/index3/size 2>/dev/null | numfmt --from=iec 2>/dev/null || echo 0)
+l3_mib=$((l3_bytes / 1048576))
+dram_mib=$((4 * l3_mib > 1024 ? 4 * l3_mib : 1024))
+weight_sizes=$(python3 -c "
+import sys; sys.path.insert(0, 'benchmarks'); import bench_report as b
+print(','.join(str(s) for s in sorted({round(b.weight_mb(d) * 1e6 / 2**20) for d in sys.argv[1:]}, reverse=True)))
+" "${DTYPES[@]}")
+membw_cmd="$BUILD_DIR/benchmarks/membw --sizes-mib=$dram_mib,$weight_sizes --threads=1,2 --seconds=$MEMBW_SECONDS"
+$membw_cmd | tee "$work/membw.txt"
 
-echo "== server: $MODEL on the CPU"
-server_cmd="$BUILD_DIR/inferd serve --model $MODEL --backend cpu --host 127.0.0.1 --port 0 --metrics-port 0 --http-port 0"
-$server_cmd >"$work/server.log" 2>&1 &
-server_pid=$!
-port="" metrics_url=""
-for _ in $(seq 200); do
-  port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/server.log" | head -1)
-  metrics_url=$(grep -o 'http://127\.0\.0\.1:[0-9]*/metrics' "$work/server.log" | head -1 || true)
-  [[ -n "$port" && -n "$metrics_url" ]] && break
-  kill -0 "$server_pid" 2>/dev/null || break
-  sleep 0.1
-done
-if [[ -z "$port" || -z "$metrics_url" ]]; then
-  echo "the server did not log its ports; log:" >&2
-  cat "$work/server.log" >&2
-  exit 1
-fi
-
-# One scenario: its name, then inferd-bench flags. --ready-timeout waits out
-# the model load (generated weights take a few seconds).
-bench_cmds=()
-run_scenario() {
-  local name=$1
-  shift
-  local cmd="$BUILD_DIR/inferd-bench --target 127.0.0.1:$port --scrape-metrics $metrics_url --ready-timeout 120 $*"
-  echo "== load: $name"
-  echo "$cmd"
-  $cmd --output-json "$work/$name.json" | tee "$work/$name.txt"
-  bench_cmds+=("$cmd")
-}
-# A seed per scenario: the same seed would resend the same prompts, and the
-# prefix cache would serve their prefill. One warmup request pages the
-# weights in before anything is measured.
-lengths="--input-len $INPUT_LEN --output-len $OUTPUT_LEN"
-run_scenario c1 --concurrency 1 --num-requests "$REQUESTS_C1" $lengths --seed 1 --warmup 1
-run_scenario c16 --concurrency 16 --num-requests "$REQUESTS_C16" $lengths --seed 2
-
-# A value from inferd-bench's table ("Label:   value").
-field() { sed -n "s/^$2:  *\(.*\)$/\1/p" "$work/$1.txt" | head -1; }
-
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]]; then commit="$commit (with uncommitted changes)"; fi
-cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
-
-section="$work/section.md"
-{
-  echo "$BEGIN_MARK"
-  echo "## make bench"
-  echo
-  echo "Commit $commit, $(date -u +%Y-%m-%dT%H:%MZ); $(nproc) CPUs (${cpu:-unknown CPU}). Model $MODEL"
-  echo "(generated weights, fp32) on the CPU backend; server defaults otherwise. Machine shared with"
-  echo "other work, so treat differences under ~20% as noise."
-  echo
-  echo "### Engine only: one decode step (forward pass, no scheduler or server)"
-  echo
-  echo "Command: \`$forward_cmd\` (context 128 tokens per sequence)"
-  echo
-  echo '```'
-  grep -E '^(Benchmark|BM_|-)' "$work/forward.txt"
-  echo '```'
-  echo
-  echo "### Serving: inferd-bench over gRPC, $INPUT_LEN-token prompts, $OUTPUT_LEN-token outputs"
-  echo
-  echo "Server: \`$server_cmd\`"
-  echo
-  echo "| scenario | requests ok/failed | req/s | output tok/s | mean TTFT ms | mean TPOT ms | p99 E2E ms | server mean batch |"
-  echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
-  for name in c1 c16; do
-    echo "| concurrency ${name#c} | $(field $name 'Successful requests')/$(field $name 'Failed requests') \
-| $(field $name 'Request throughput (req\/s)') | $(field $name 'Output token throughput (tok\/s)') \
-| $(field $name 'Mean TTFT (ms)') | $(field $name 'Mean TPOT (ms)') | $(field $name 'P99 E2E (ms)') \
-| $(field $name 'Mean batch size (seqs\/step)') |"
-  done
-  i=0
-  for name in c1 c16; do
-    echo
-    echo "Command: \`${bench_cmds[$i]}\` (ports are picked at start)"
-    echo
-    echo '```'
-    cat "$work/$name.txt"
-    echo '```'
-    i=$((i + 1))
-  done
-  echo "$END_MARK"
-} >"$section"
-
-# Replace our section, keep everything else in the file.
-if [[ -f "$RESULTS" ]] && grep -qF "$BEGIN_MARK" "$RESULTS"; then
-  awk -v begin="$BEGIN_MARK" -v end="$END_MARK" -v section="$section" '
-    $0 == begin { while ((getline line < section) > 0) print line; skipping = 1; next }
-    $0 == end { skipping = 0; next }
-    !skipping { print }' "$RESULTS" >"$work/results.md"
-  cat "$work/results.md" >"$RESULTS"
+# forward_benchmark takes --dtype once the CPU backend converts weights; a
+# build without it runs its one dtype (float32), reported as such.
+forward_bin="$BUILD_DIR/benchmarks/forward_benchmark"
+forward_note=""
+if "$forward_bin" --dtype=float32 --benchmark_list_tests >/dev/null 2>&1; then
+  forward_cmd="$forward_bin --dtype=X"
 else
-  [[ -f "$RESULTS" ]] || printf '# Benchmark results\n\nEvery number here comes from the command written next to it.\n' >"$RESULTS"
-  { echo; cat "$section"; } >>"$RESULTS"
+  forward_cmd="$forward_bin"
+  forward_note="This forward_benchmark has no --dtype option: only its own dtype (float32) was measured."
 fi
-echo "== wrote $RESULTS"
+
+# The server's figures for one dtype: one server, a warmup request, then 1
+# stream and 8 streams; a seed per scenario so that no prompt is in the
+# prefix cache already.
+serve_dtype() {
+  local dtype=$1
+  local cmd=($BUILD_DIR/inferd serve --model $MODEL --backend cpu --dtype $dtype --host 127.0.0.1 --port 0
+    --metrics-port 0 --http-port -1)
+  server_cmd="${cmd[*]}"
+  server_cmd=${server_cmd//--dtype $dtype/--dtype X}
+  if ! bench_start_server "$work/$dtype-server.log" "${cmd[@]}" 2>"$work/$dtype-server.err" ||
+     ! bench_wait_serving "$work/$dtype-server.log" 2>"$work/$dtype-server.err"; then
+    echo "   the server did not serve at --dtype $dtype: $(tail -1 "$work/$dtype-server.err")"
+    return 0
+  fi
+  rm -f "$work/$dtype-server.err"
+  local common="--target 127.0.0.1:$port --scrape-metrics $metrics_url --ready-timeout 60 --input-len 128 --output-len 128"
+  bench_cmd="$BUILD_DIR/inferd-bench --target 127.0.0.1:PORT --scrape-metrics URL --input-len 128 --output-len 128"
+  local streams name requests extra
+  for streams in 1 8; do
+    name=c$streams
+    if [[ $streams == 1 ]]; then requests=$REQUESTS_C1 extra="--warmup 1 --seed 1"; else requests=$REQUESTS_C8 extra="--seed 2"; fi
+    echo "   $streams stream(s), $requests requests"
+    if ! "$BUILD_DIR/inferd-bench" $common --concurrency $streams --num-requests "$requests" $extra \
+        --output-json "$work/$dtype-$name.json" >"$work/$dtype-$name.txt"; then
+      rm -f "$work/$dtype-$name.json"
+      if ! kill -0 "$server_pid" 2>/dev/null; then
+        { echo "the server exited; its log ends:"; tail -5 "$work/$dtype-server.log"; } >"$work/$dtype-server.err"
+        echo "   the server exited at --dtype $dtype: $(tail -1 "$work/$dtype-server.log")"
+        server_pid=""
+        return 0
+      fi
+      echo "   inferd-bench failed at --dtype $dtype, $streams stream(s); its output ends:"
+      tail -5 "$work/$dtype-$name.txt" | sed 's/^/   /'
+      continue
+    fi
+    grep -E '^(Output token throughput|Mean TTFT|Mean decode-only step)' "$work/$dtype-$name.txt" | sed 's/^/   /'
+  done
+  bench_stop_server
+}
+
+server_cmd="" bench_cmd=""
+for dtype in "${DTYPES[@]}"; do
+  progress "engine only, $dtype: forward_benchmark (batch 1, 8, 32)"
+  if [[ -z "$forward_note" ]]; then
+    "$forward_bin" --dtype="$dtype" --benchmark_out="$work/forward-$dtype.json" --benchmark_out_format=json \
+      | tee "$work/forward-$dtype.txt" || echo "   forward_benchmark failed at --dtype=$dtype"
+  elif [[ "$dtype" == float32 ]]; then
+    "$forward_bin" --benchmark_out="$work/forward-$dtype.json" --benchmark_out_format=json \
+      | tee "$work/forward-$dtype.txt"
+  else
+    echo "   skipped: $forward_note"
+  fi
+  progress "served, $dtype: 1 stream then 8 streams"
+  serve_dtype "$dtype"
+done
+
+commit=$(bench_commit)
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+python3 - "$work/meta.json" <<EOF
+import json, sys
+json.dump({
+    "begin_mark": """$BEGIN_MARK""", "end_mark": """$END_MARK""",
+    "commit": """$commit""", "date": """$(date -u +%Y-%m-%dT%H:%MZ)""", "cpus": $(nproc),
+    "cpu": """${cpu:-unknown CPU}""", "l3": """${l3_mib} MiB""",
+    "load_before": """$load_before""", "load_after": """$(cut -d' ' -f1-3 /proc/loadavg)""",
+    "elapsed": """$((SECONDS - start_s)) s""",
+    "dtypes": """${DTYPES[*]}""".split(),
+    "membw_cmd": """$membw_cmd""", "membw_dram_mib": $dram_mib,
+    "forward_cmd": """$forward_cmd""", "forward_note": """$forward_note""",
+    "server_cmd": """$server_cmd""", "bench_cmd": """$bench_cmd""",
+    "requests_c1": $REQUESTS_C1, "requests_c8": $REQUESTS_C8,
+}, open(sys.argv[1], "w"), indent=1)
+EOF
+python3 benchmarks/bench_report.py "$work" >"$work/section.md"
+bench_write_section "$BEGIN_MARK" "$END_MARK" "$work/section.md"
+echo "== [$((SECONDS - start_s)) s] wrote $RESULTS"
+sed -n '/^### Against llama-server/,/^<details>/p' "$work/section.md" | grep '^|'

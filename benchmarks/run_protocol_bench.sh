@@ -10,44 +10,16 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-BUILD_DIR=${BUILD_DIR:-build}
-JOBS=${JOBS:-$(nproc)}
+source benchmarks/lib.sh
 MODEL=dummy:llama-110m
 REQUESTS=${BENCH_PROTOCOL_REQUESTS:-16}
-RESULTS=benchmarks/RESULTS.md
 BEGIN_MARK='<!-- BEGIN make bench-protocols (written by benchmarks/run_protocol_bench.sh) -->'
 END_MARK='<!-- END make bench-protocols -->'
 
-work=$(mktemp -d)
-server_pid=""
-cleanup() {
-  if [[ -n "$server_pid" ]]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD_DIR" -j "$JOBS" --target inferd inferd-bench
+bench_build inferd inferd-bench
 
 server_cmd="$BUILD_DIR/inferd serve --model $MODEL --backend cpu --host 127.0.0.1 --port 0 --metrics-port -1 --http-port 0 --no-prefix-caching"
-$server_cmd >"$work/server.log" 2>&1 &
-server_pid=$!
-port="" http_port=""
-for _ in $(seq 300); do
-  port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/server.log" | head -1)
-  http_port=$(sed -n 's|.*openai api on http://127\.0\.0\.1:\([0-9]*\)/v1.*|\1|p' "$work/server.log" | head -1)
-  [[ -n "$port" && -n "$http_port" ]] && break
-  kill -0 "$server_pid" 2>/dev/null || break
-  sleep 0.1
-done
-if [[ -z "$port" || -z "$http_port" ]]; then
-  echo "the server did not log its ports; log:" >&2
-  cat "$work/server.log" >&2
-  exit 1
-fi
+bench_start_server "$work/server.log" $server_cmd
 
 common="--target 127.0.0.1:$port --ready-timeout 120 --concurrency 8 --num-requests $REQUESTS --input-len 128 --output-len 128 --warmup 2"
 declare -A cmds
@@ -60,9 +32,8 @@ for round in 1 2; do
   done
 done
 
-field() { sed -n "s/^$2:  *\(.*\)$/\1/p" "$work/$1.txt" | head -1; }
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]]; then commit="$commit (with uncommitted changes)"; fi
+field() { bench_field "$work/$1.txt" "$2"; }
+commit=$(bench_commit)
 
 section="$work/section.md"
 {
@@ -93,13 +64,5 @@ section="$work/section.md"
   echo "$END_MARK"
 } >"$section"
 
-if grep -qF "$BEGIN_MARK" "$RESULTS"; then
-  awk -v begin="$BEGIN_MARK" -v end="$END_MARK" -v section="$section" '
-    $0 == begin { while ((getline line < section) > 0) print line; skipping = 1; next }
-    $0 == end { skipping = 0; next }
-    !skipping { print }' "$RESULTS" >"$work/results.md"
-  cat "$work/results.md" >"$RESULTS"
-else
-  { echo; cat "$section"; } >>"$RESULTS"
-fi
+bench_write_section "$BEGIN_MARK" "$END_MARK" "$section"
 echo "== wrote the protocols section of $RESULTS"

@@ -244,7 +244,9 @@ void Engine::Step() {
   if (step_observer_) {
     step_observer_(StepStats{.duration = finished - start,
                              .num_tokens = scheduled.num_batched_tokens,
-                             .num_sequences = static_cast<int>(scheduled.scheduled.size())});
+                             .num_sequences = static_cast<int>(scheduled.scheduled.size()),
+                             .decode_only = scheduled.num_batched_tokens ==
+                                            static_cast<int>(scheduled.scheduled.size())});
   }
 }
 

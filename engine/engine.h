@@ -43,6 +43,9 @@ struct StepStats {
   absl::Duration duration;
   int num_tokens = 0;
   int num_sequences = 0;
+  // Every sequence computed one token (no prompt chunk): the step's work is
+  // a bare decode forward pass, comparable with an engine-only benchmark.
+  bool decode_only = false;
 };
 
 // A consistent snapshot for metrics and health; counters are running totals.

@@ -6,6 +6,8 @@
 #include <limits>
 #include <numeric>
 
+#include "engine/expf_x8.h"
+
 namespace inferd {
 namespace {
 
@@ -18,10 +20,45 @@ uint64_t SplitMix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
+#if INFERD_EXPF_X8
+// The largest non-NaN value of x[0, n), folded into `start` (not NaN).
+// _mm256_max_ps returns its second operand when either is NaN, so a NaN
+// entry never replaces the running maximum, as in the scalar loops.
+float MaxNotNan(const float* x, int n, float start) {
+  __m256 m = _mm256_set1_ps(start);
+  int i = 0;
+  for (; i + 8 <= n; i += 8) m = _mm256_max_ps(_mm256_loadu_ps(x + i), m);
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, m);
+  float best = start;
+  for (float v : lanes) best = std::max(best, v);
+  for (; i < n; ++i) best = std::max(best, x[i]);
+  return best;
+}
+
+// The first i with x[i] == value (value occurs in x).
+int FirstEqual(const float* x, int n, float value) {
+  const __m256 v = _mm256_set1_ps(value);
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const int mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), v, _CMP_EQ_OQ));
+    if (mask != 0) return i + std::countr_zero(static_cast<unsigned>(mask));
+  }
+  for (; i < n; ++i) {
+    if (x[i] == value) return i;
+  }
+  return 0;
+}
+#endif
+
 // Exactly llama2.c's argmax, so greedy output can be compared token for token:
 // the first maximum wins (only a strictly greater value replaces it), and a
-// NaN never replaces anything.
+// NaN never replaces anything. Vectorized as the maximum, then the first
+// entry equal to it: the same index (+0 and -0 are equal either way).
 int ArgMax(const float* x, int n) {
+#if INFERD_EXPF_X8
+  if (!std::isnan(x[0])) return FirstEqual(x, n, MaxNotNan(x, n, x[0]));
+#endif
   int best = 0;
   float best_value = x[0];
   for (int i = 1; i < n; ++i) {
@@ -120,12 +157,24 @@ int SampleTopK(const float* src, int vocab, const SamplingParams& params, double
   int* heap = order.data();  // a max-heap under `better`: heap[0] is the worst kept id
   std::iota(heap, heap + k, 0);
   std::make_heap(heap, heap + k, better);
-  for (int i = k; i < vocab; ++i) {
-    if (!better(i, heap[0])) continue;
+  const auto offer = [&](int i) {
+    if (!better(i, heap[0])) return;
     std::pop_heap(heap, heap + k, better);
     heap[k - 1] = i;
     std::push_heap(heap, heap + k, better);
+  };
+  int i = k;
+#if INFERD_EXPF_X8
+  // Most ids are no better than the worst kept one: runs of 8 in which none
+  // is are skipped whole. An id after every kept one is better only with a
+  // strictly greater key, and a NaN (key -inf) never compares greater.
+  for (; i + 8 <= vocab; i += 8) {
+    const __m256 worst = _mm256_set1_ps(key(heap[0]));
+    if (_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(src + i), worst, _CMP_GT_OQ)) == 0) continue;
+    for (int j = i; j < i + 8; ++j) offer(j);
   }
+#endif
+  for (; i < vocab; ++i) offer(i);
   std::sort_heap(heap, heap + k, better);  // best first
   const float max_logit = src[heap[0]];
   if (!std::isfinite(max_logit)) return ArgMax(src, vocab);
@@ -241,8 +290,12 @@ int SampleToken(absl::Span<const float> logits, const SamplingParams& params, ui
   const double u = UniformForStep(seed, step);
   if (params.top_k > 0 && params.top_k < vocab) return SampleTopK(src, vocab, params, u, scratch);
 
+#if INFERD_EXPF_X8
+  const float max_logit = MaxNotNan(src, vocab, -std::numeric_limits<float>::infinity());
+#else
   float max_logit = -std::numeric_limits<float>::infinity();
   for (int i = 0; i < vocab; ++i) max_logit = std::max(max_logit, src[i]);  // skips NaN
+#endif
   // All -inf/NaN, or a +inf logit: the distribution is degenerate (or
   // undefined), and its argmax is the only sensible answer.
   if (!std::isfinite(max_logit)) return ArgMax(src, vocab);
@@ -255,18 +308,48 @@ int SampleToken(absl::Span<const float> logits, const SamplingParams& params, ui
   std::vector<float>& p = scratch->logits;
   p.resize(vocab);
   const float exp_floor = top_p_on ? 0.0f : floor;
+  // The running total after each id: Draw's walk over the same sums, in the
+  // same order, becomes a binary search (below).
+  std::vector<double>& running = scratch->running_total;
+  if (running.size() < static_cast<size_t>(vocab)) running.resize(vocab);
   double total = 0.0;
-  for (int i = 0; i < vocab; ++i) {
+  int i = 0;
+#if INFERD_EXPF_X8
+  // The same float operations 8 ids at a time (ExpfX8 is std::exp bit for
+  // bit); the total is still summed id by id, in double.
+  const __m256 max8 = _mm256_set1_ps(max_logit);
+  const __m256 temperature8 = _mm256_set1_ps(params.temperature);
+  const __m256 floor8 = _mm256_set1_ps(exp_floor);
+  for (; i + 8 <= vocab; i += 8) {
+    const __m256 e = ExpfX8(_mm256_div_ps(_mm256_sub_ps(_mm256_loadu_ps(src + i), max8), temperature8));
+    _mm256_storeu_ps(&p[i], _mm256_and_ps(e, _mm256_cmp_ps(e, floor8, _CMP_GE_OQ)));
+    for (int j = i; j < i + 8; ++j) running[j] = total += p[j];
+  }
+#endif
+  for (; i < vocab; ++i) {
     const float e = std::exp((src[i] - max_logit) / params.temperature);
     // A mask, not a branch: which ids min-p drops is unpredictable, and a
     // mispredict costs more than the exp. A NaN logit also gets weight 0.
     const uint32_t keep = -static_cast<uint32_t>(e >= exp_floor);
     p[i] = std::bit_cast<float>(std::bit_cast<uint32_t>(e) & keep);
-    total += p[i];
+    running[i] = total += p[i];
   }
   if (!(total > 0.0)) return ArgMax(src, vocab);  // only with a NaN temperature
-  if (top_p_on) total = KeepNucleus(p.data(), vocab, params.top_p, total, floor, scratch);
-  return Draw(p.data(), vocab, [](int i) { return i; }, total, u);
+  if (top_p_on) {
+    total = KeepNucleus(p.data(), vocab, params.top_p, total, floor, scratch);
+    return Draw(p.data(), vocab, [](int i) { return i; }, total, u);
+  }
+  // Draw without the walk: the first id whose running total exceeds the
+  // target (weights are >= 0, so the totals never decrease, and a zero
+  // weight never exceeds where its predecessor did not); when rounding
+  // leaves the last total at or below it, the last id with weight.
+  const double target = u * total;
+  const int id = static_cast<int>(std::upper_bound(running.data(), running.data() + vocab, target) - running.data());
+  if (id < vocab) return id;
+  for (int j = vocab - 1; j > 0; --j) {
+    if (p[j] > 0.0f) return j;
+  }
+  return 0;
 }
 
 }  // namespace inferd

@@ -16,6 +16,7 @@ struct SamplerScratch {
   std::vector<int> order;
   std::vector<int> counts;   // per token id: occurrences in the output
   std::vector<uint8_t> in_prompt_or_output;
+  std::vector<double> running_total;  // per token id: the softmax numerators summed up to it
 };
 
 // Applies, in this order: repetition penalty (tokens of prompt and output:

@@ -177,6 +177,11 @@ Metrics::Metrics()
       histogram("inferd_request_generation_tokens", "Generated tokens per request.", OneTwoFive(1 << 20));
   step_duration_ = histogram("inferd_step_duration_seconds", "Duration of one engine step (forward pass included).",
                              kStepDurationBuckets);
+  decode_step_duration_ =
+      histogram("inferd_decode_step_duration_seconds",
+                "Duration of an engine step in which every sequence computed one token (no prompt work): "
+                "the serving cost of a bare decode forward pass.",
+                kStepDurationBuckets);
   step_batch_tokens_ = histogram("inferd_step_batch_tokens", "Tokens in one engine step.", OneTwoFive(1 << 16));
   step_batch_sequences_ =
       histogram("inferd_step_batch_sequences", "Sequences in one engine step.", OneTwoFive(1 << 12));
@@ -268,6 +273,7 @@ void Metrics::OnOutput(const RequestOutput& out, Protocol protocol) {
 
 void Metrics::OnStep(const StepStats& step) {
   step_duration_->Observe(absl::ToDoubleSeconds(step.duration));
+  if (step.decode_only) decode_step_duration_->Observe(absl::ToDoubleSeconds(step.duration));
   step_batch_tokens_->Observe(step.num_tokens);
   step_batch_sequences_->Observe(step.num_sequences);
 }

@@ -85,6 +85,7 @@ class Metrics final : public RequestObserver {
   prometheus::Histogram* request_prompt_tokens_;
   prometheus::Histogram* request_generation_tokens_;
   prometheus::Histogram* step_duration_;
+  prometheus::Histogram* decode_step_duration_;
   prometheus::Histogram* step_batch_tokens_;
   prometheus::Histogram* step_batch_sequences_;
 

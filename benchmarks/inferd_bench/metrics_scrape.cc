@@ -148,11 +148,18 @@ absl::StatusOr<ServerCounters> ParseServerCounters(const std::string& text) {
       {"inferd_prefix_cache_hit_tokens_total", &c.prefix_cache_hit_tokens},
       {"inferd_step_batch_sequences_sum", &c.batch_sequences_sum},
       {"inferd_step_batch_sequences_count", &c.batch_sequences_count},
+      {"inferd_step_duration_seconds_sum", &c.step_seconds_sum},
   };
   for (const auto& [name, field] : fields) {
     absl::StatusOr<double> value = SumMetric(text, name);
     if (!value.ok()) return value.status();
     *field = *value;
+  }
+  absl::StatusOr<double> decode_sum = SumMetric(text, "inferd_decode_step_duration_seconds_sum");
+  absl::StatusOr<double> decode_count = SumMetric(text, "inferd_decode_step_duration_seconds_count");
+  if (decode_sum.ok() && decode_count.ok()) {
+    c.decode_step_seconds_sum = *decode_sum;
+    c.decode_step_count = *decode_count;
   }
   return c;
 }
@@ -166,6 +173,13 @@ ServerView Delta(const ServerCounters& before, const ServerCounters& after) {
   view.engine_steps = after.batch_sequences_count - before.batch_sequences_count;
   if (view.engine_steps > 0) {
     view.mean_batch_size = (after.batch_sequences_sum - before.batch_sequences_sum) / view.engine_steps;
+    view.mean_step_s = (after.step_seconds_sum - before.step_seconds_sum) / view.engine_steps;
+  }
+  if (before.decode_step_count.has_value() && after.decode_step_count.has_value()) {
+    view.decode_steps = *after.decode_step_count - *before.decode_step_count;
+    if (view.decode_steps > 0) {
+      view.mean_decode_step_s = (*after.decode_step_seconds_sum - *before.decode_step_seconds_sum) / view.decode_steps;
+    }
   }
   return view;
 }

@@ -28,6 +28,11 @@ struct ServerCounters {
   double prefix_cache_hit_tokens = 0;
   double batch_sequences_sum = 0;  // inferd_step_batch_sequences histogram
   double batch_sequences_count = 0;
+  double step_seconds_sum = 0;  // inferd_step_duration_seconds histogram
+  // inferd_decode_step_duration_seconds (steps of one token per sequence);
+  // none from a server that does not export it.
+  std::optional<double> decode_step_seconds_sum;
+  std::optional<double> decode_step_count;
 };
 
 absl::StatusOr<ServerCounters> ParseServerCounters(const std::string& text);
@@ -40,6 +45,9 @@ struct ServerView {
   double prefix_cache_hit_tokens = 0;
   double engine_steps = 0;
   std::optional<double> mean_batch_size;  // sequences per step; none if no step ran
+  std::optional<double> mean_step_s;      // every step
+  double decode_steps = 0;                 // steps of one token per sequence
+  std::optional<double> mean_decode_step_s;  // over those; none if none ran
 };
 
 ServerView Delta(const ServerCounters& before, const ServerCounters& after);

@@ -74,7 +74,11 @@ std::string FormatTable(const Report& r) {
                     Line("Prefix-cache hit tokens:", Num(v.prefix_cache_hit_tokens, 0)),
                     Line("Engine steps:", Num(v.engine_steps, 0)),
                     Line("Mean batch size (seqs/step):",
-                         v.mean_batch_size.has_value() ? Num(*v.mean_batch_size) : "-"));
+                         v.mean_batch_size.has_value() ? Num(*v.mean_batch_size) : "-"),
+                    Line("Mean step (ms):", v.mean_step_s.has_value() ? Num(*v.mean_step_s * 1e3) : "-"),
+                    Line("Decode-only steps:", Num(v.decode_steps, 0)),
+                    Line("Mean decode-only step (ms):",
+                         v.mean_decode_step_s.has_value() ? Num(*v.mean_decode_step_s * 1e3) : "-"));
   } else if (!r.server_error.empty()) {
     absl::StrAppend(&out, Heading("Server view"), "unavailable: ", r.server_error, "\n");
   }
@@ -122,6 +126,9 @@ nlohmann::json ToJson(const Report& r) {
         {"prefix_cache_hit_tokens", count(v.prefix_cache_hit_tokens)},
         {"engine_steps", count(v.engine_steps)},
         {"mean_batch_size", v.mean_batch_size.has_value() ? nlohmann::json(*v.mean_batch_size) : nullptr},
+        {"mean_step_s", v.mean_step_s.has_value() ? nlohmann::json(*v.mean_step_s) : nullptr},
+        {"decode_steps", count(v.decode_steps)},
+        {"mean_decode_step_s", v.mean_decode_step_s.has_value() ? nlohmann::json(*v.mean_decode_step_s) : nullptr},
     };
   } else if (!r.server_error.empty()) {
     json["server"] = {{"error", r.server_error}};

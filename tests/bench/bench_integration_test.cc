@@ -159,6 +159,12 @@ TEST(BenchIntegrationTest, EveryTokenCountedByClientAndServerAlike) {
   EXPECT_EQ(r["server"]["generated_tokens"], 24 * 32);
   EXPECT_EQ(r["server"]["prompt_tokens"], 24 * 16);
   EXPECT_GT(r["server"]["mean_batch_size"].get<double>(), 1.0);  // six streams share steps
+  // Most steps only decode (each prompt is one step); they cost less than
+  // the mean step, which includes the prefills.
+  EXPECT_GT(r["server"]["decode_steps"].get<int64_t>(), 0);
+  EXPECT_LT(r["server"]["decode_steps"].get<int64_t>(), r["server"]["engine_steps"].get<int64_t>());
+  EXPECT_GT(r["server"]["mean_decode_step_s"].get<double>(), 0.0);
+  EXPECT_GT(r["server"]["mean_step_s"].get<double>(), 0.0);
 
   const double duration = r["duration_s"];
   ASSERT_GT(duration, 0.0);

@@ -27,6 +27,10 @@ inferd_step_batch_sequences_bucket{le="1"} 3
 inferd_step_batch_sequences_bucket{le="+Inf"} 40
 inferd_step_batch_sequences_sum 200
 inferd_step_batch_sequences_count 40
+inferd_step_duration_seconds_sum 2.5
+inferd_step_duration_seconds_count 40
+inferd_decode_step_duration_seconds_sum 1.5
+inferd_decode_step_duration_seconds_count 30
 )";
 
 TEST(SumMetricTest, SumsLabelSetsAndMatchesWholeNames) {
@@ -51,7 +55,35 @@ TEST(ServerViewTest, DeltasAndMeanBatch) {
   EXPECT_EQ(view.engine_steps, 10.0);
   EXPECT_EQ(*view.mean_batch_size, 6.0);
   EXPECT_FALSE(Delta(*before, *before).mean_batch_size.has_value());
+  EXPECT_FALSE(Delta(*before, *before).mean_step_s.has_value());
   EXPECT_EQ(ParseServerCounters("inferd_preemptions_total 1\n").status().code(), absl::StatusCode::kNotFound);
+}
+
+// The served step against the bare forward pass (make bench): the mean of
+// every step, and of the steps that computed one token per sequence.
+TEST(ServerViewTest, MeanStepAndMeanDecodeOnlyStep) {
+  auto before = ParseServerCounters(kPage);
+  ASSERT_TRUE(before.ok()) << before.status();
+  ASSERT_TRUE(before->decode_step_count.has_value());
+  EXPECT_EQ(*before->decode_step_count, 30.0);
+  ServerCounters after = *before;
+  after.batch_sequences_count += 10;
+  after.step_seconds_sum += 0.5;
+  *after.decode_step_count += 8;
+  *after.decode_step_seconds_sum += 0.2;
+  const ServerView view = Delta(*before, after);
+  EXPECT_DOUBLE_EQ(*view.mean_step_s, 0.05);
+  EXPECT_EQ(view.decode_steps, 8.0);
+  EXPECT_DOUBLE_EQ(*view.mean_decode_step_s, 0.025);
+  EXPECT_FALSE(Delta(*before, *before).mean_decode_step_s.has_value());
+
+  // A server from before the decode-only histogram: the rest still reads.
+  std::string old_page = kPage;
+  old_page = old_page.substr(0, old_page.find("inferd_decode_step"));
+  auto old = ParseServerCounters(old_page);
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_FALSE(old->decode_step_count.has_value());
+  EXPECT_FALSE(Delta(*old, *old).mean_decode_step_s.has_value());
 }
 
 // A one-shot HTTP server on loopback that answers `answer` to any request.

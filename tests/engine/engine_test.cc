@@ -165,6 +165,33 @@ TEST(Engine, PrefixCacheHitsAreCountedExactly) {
   EXPECT_EQ(stats.kv_cache.num_used_blocks, 0);
 }
 
+// inferd_decode_step_duration_seconds compares served steps with a bare
+// decode forward pass: only steps that computed one token per sequence count.
+TEST(Engine, StepStatsMarkDecodeOnlySteps) {
+  EngineConfig config;
+  config.scheduler.max_num_batched_tokens = 8;  // a 20-token prompt takes 3 steps
+  std::vector<StepStats> steps;
+  absl::Mutex mu;
+  auto engine = MakeEngine(64, 16, config, [&](const StepStats& s) {
+    absl::MutexLock lock(&mu);
+    steps.push_back(s);
+  });
+  Collector collector;
+  std::vector<int> prompt(20);
+  for (int i = 0; i < 20; ++i) prompt[i] = 50 + i;
+  Request r = MakeRequest("a", prompt, 5);
+  r.stopping.ignore_eos = true;
+  r.on_output = collector.CallbackFor("a");
+  ASSERT_TRUE(engine->Submit(std::move(r)).ok());
+  ASSERT_TRUE(engine->WaitUntilIdle(absl::Now() + absl::Seconds(30)));
+  absl::MutexLock lock(&mu);
+  ASSERT_EQ(steps.size(), 3u + 4u);  // prefill chunks of 8, 8 and 4 (the last samples), then 4 decodes
+  for (size_t i = 0; i < steps.size(); ++i) {
+    EXPECT_EQ(steps[i].decode_only, i >= 3) << "step " << i;
+    EXPECT_EQ(steps[i].num_sequences, 1);
+  }
+}
+
 TEST(Engine, AbortDuringPrefillAndDecodeFreesBlocks) {
   EngineConfig config;
   config.scheduler.max_num_batched_tokens = 8;  // a 200-token prompt takes 25 steps

@@ -491,6 +491,94 @@ TEST(SamplerTest, ScratchReuseMatchesFreshScratch) {
   }
 }
 
+// The sampler's definition written out scalar, one id at a time (what the
+// vectorized SampleToken must reproduce exactly, so that a seeded request
+// draws the same tokens as before): llama2.c's argmax; softmax numerators
+// with std::exp and min-p as a floor, summed in double in id order; top-k by
+// (logit descending, id ascending); the first id whose running sum passes
+// u * total.
+int ReferenceArgMaxLlama2c(const std::vector<float>& x) {
+  int best = 0;
+  for (int i = 1; i < static_cast<int>(x.size()); ++i) {
+    if (x[i] > x[best]) best = i;
+  }
+  return best;
+}
+
+int ReferenceSample(const std::vector<float>& x, const SamplingParams& params, uint64_t seed, uint64_t step) {
+  if (params.temperature <= 0.0f) return ReferenceArgMaxLlama2c(x);
+  const int vocab = static_cast<int>(x.size());
+  std::vector<int> ids(vocab);
+  std::iota(ids.begin(), ids.end(), 0);
+  if (params.top_k > 0 && params.top_k < vocab) {
+    const auto key = [&](int i) { return std::isnan(x[i]) ? -std::numeric_limits<float>::infinity() : x[i]; };
+    std::stable_sort(ids.begin(), ids.end(), [&](int a, int b) { return key(a) > key(b); });
+    ids.resize(params.top_k);
+  }
+  float max_logit = -std::numeric_limits<float>::infinity();
+  for (int id : ids) max_logit = std::max(max_logit, x[id]);
+  if (!std::isfinite(max_logit)) return ReferenceArgMaxLlama2c(x);
+  const float floor = params.top_k > 0 ? 0.0f : params.min_p;
+  std::vector<float> p;
+  double total = 0.0;
+  for (int id : ids) {
+    const float e = std::exp((x[id] - max_logit) / params.temperature);
+    p.push_back(e >= floor ? e : 0.0f);
+    total += p.back();
+  }
+  if (!(total > 0.0)) return ReferenceArgMaxLlama2c(x);
+  const double target = UniformForStep(seed, step) * total;
+  double cum = 0.0;
+  int last = ids[0];
+  for (size_t i = 0; i < ids.size(); ++i) {
+    cum += p[i];
+    if (p[i] > 0.0f) last = ids[i];
+    if (cum > target) return ids[i];
+  }
+  return last;
+}
+
+TEST(SamplerTest, DrawsEqualTheScalarDefinitionExactly) {
+  std::mt19937 rng(11);
+  SamplerScratch scratch;
+  int checked = 0;
+  for (int vocab : {1, 7, 8, 9, 31, 100, 1003, 32000}) {
+    for (int row = 0; row < 12; ++row) {
+      std::vector<float> logits = RandomLogits(vocab, rng(), row % 3 == 0 ? 8.0f : 2.0f);
+      // Ties, NaN, -inf and signed zeros in some rows; a NaN first in one.
+      if (row % 4 == 1) {
+        for (int i = 0; i < vocab; i += 3) logits[i] = logits[vocab / 2];
+      }
+      if (row % 4 == 2) {
+        for (int i = 1; i < vocab; i += 5) logits[i] = std::numeric_limits<float>::quiet_NaN();
+        for (int i = 2; i < vocab; i += 7) logits[i] = -std::numeric_limits<float>::infinity();
+      }
+      if (row % 4 == 3) {
+        for (int i = 0; i < vocab; i += 2) logits[i] = (i % 4 == 0) ? 0.0f : -0.0f;
+      }
+      if (row == 6) logits[0] = std::numeric_limits<float>::quiet_NaN();
+      const auto make = [](float temperature, int top_k, float min_p) {
+        SamplingParams params;
+        params.temperature = temperature;
+        params.top_k = top_k;
+        params.min_p = min_p;
+        return params;
+      };
+      for (const SamplingParams& params : {make(0.0f, 0, 0.0f), make(1.0f, 0, 0.0f), make(0.3f, 0, 0.0f),
+                                           make(1.7f, 0, 0.05f), make(0.8f, 40, 0.0f), make(1.0f, 3, 0.0f)}) {
+        for (uint64_t step = 0; step < 8; ++step) {
+          const int got = SampleToken(logits, params, /*seed=*/row * 31 + 7, step, {}, {}, &scratch);
+          ASSERT_EQ(got, ReferenceSample(logits, params, row * 31 + 7, step))
+              << "vocab " << vocab << " row " << row << " temperature " << params.temperature << " top_k "
+              << params.top_k << " step " << step;
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(checked, 8 * 12 * 6 * 8);
+}
+
 TEST(SamplerTest, NoAllocationOnceWarm) {
   const std::vector<float> logits = RandomLogits(32000, 900);
   const std::vector<int> prompt = {1, 5, 9, 5, 31999};

@@ -258,6 +258,7 @@ class ScrapeTest(ServerTestCase):
             "inferd_request_duration_seconds": "histogram", "inferd_request_queue_seconds": "histogram",
             "inferd_request_prompt_tokens": "histogram", "inferd_request_generation_tokens": "histogram",
             "inferd_step_duration_seconds": "histogram", "inferd_step_batch_tokens": "histogram",
+            "inferd_decode_step_duration_seconds": "histogram",
             "inferd_step_batch_sequences": "histogram", "inferd_model_info": "gauge",
             "inferd_cache_config_info": "gauge", "grpc_server_handled_total": "counter",
         }
