@@ -32,7 +32,7 @@ class Dict {
   // Inserts or replaces, keeping the first insertion's position.
   void Set(std::string key, Value value);
   const std::vector<std::pair<std::string, Value>>& entries() const { return entries_; }
-  size_t size() const { return entries_.size(); }
+  size_t size() const;  // defined below Value: clang needs the pair complete
 
  private:
   std::vector<std::pair<std::string, Value>> entries_;
@@ -151,5 +151,7 @@ struct JsonOptions {
 // Python's json.dumps, as Hugging Face's tojson filter calls it; nullopt
 // (with `error` set) for a value JSON has no form for.
 std::optional<std::string> ToJson(const Value& value, const JsonOptions& options, std::string* error);
+
+inline size_t Dict::size() const { return entries_.size(); }
 
 }  // namespace inferd::jinja

@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "engine/tokenizer/incremental_detokenizer.h"
 #include "gtest/gtest.h"
+#include "tests/testing/sanitizers.h"
 
 namespace inferd {
 namespace {
@@ -79,7 +80,7 @@ TEST_P(HfReferenceTest, MatchesHuggingFace) {
   ASSERT_TRUE(tok.ok()) << tok.status();
   // CI loads each tokenizer once per test process; keep that cheap. CPU
   // time, not wall time: CI machines are shared.
-  EXPECT_LT(load_s, 1.5) << "loading " << dir;
+  EXPECT_LT(load_s, 1.5 * inferd::testing::kSanitizerSlowdown) << "loading " << dir;
   ExpectMatchesReference(**tok, GetParam());
 }
 
@@ -252,7 +253,7 @@ TEST(HfTokenizer, LongRunsEncodeAndRoundTrip) {
       const std::vector<int> ids = (*tok)->Encode(text, false);
       const double seconds = ThreadCpuSeconds() - start;
       SCOPED_TRACE(::testing::Message() << name << ", unit \"" << unit << "\"");
-      EXPECT_LT(seconds, 1.0);
+      EXPECT_LT(seconds, 1.0 * inferd::testing::kSanitizerSlowdown);
       EXPECT_EQ((*tok)->Decode(ids), text);
     }
   }

@@ -166,7 +166,10 @@ TEST(GgufModelTest, LlamaTokenizerFromMetadataEncodesLikeTok512) {
   }
   auto tok512 = Llama2cTokenizer::Load(kTok512, 512);
   ASSERT_TRUE(tok512.ok());
-  for (const nlohmann::json& e : Reference()["extra"]) {
+  // The reference must outlive the loop: a range-for over Reference()["extra"]
+  // iterated a temporary already destroyed (ThreadSanitizer: heap-use-after-free).
+  const nlohmann::json reference = Reference();
+  for (const nlohmann::json& e : reference["extra"]) {
     const std::string text = e["text"];
     EXPECT_EQ(m.tokenizer->Encode(text, true), tok512->Encode(text, true)) << text;
     EXPECT_EQ(m.tokenizer->Decode(tok512->Encode(text, false)), tok512->Decode(tok512->Encode(text, false))) << text;

@@ -12,7 +12,7 @@ shift 2
 here="$(cd "$(dirname "$0")" && pwd)"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(safetensors_fuzzer gguf_fuzzer llama2c_fuzzer hf_tokenizer_fuzzer server_config_fuzzer)
+  targets=(safetensors_fuzzer gguf_fuzzer llama2c_fuzzer hf_tokenizer_fuzzer server_config_fuzzer generate_request_fuzzer)
 fi
 failed=()
 for target in "${targets[@]}"; do

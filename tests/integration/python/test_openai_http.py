@@ -495,7 +495,9 @@ class HeldStreamsTest(ServerTestCase):
 
 
 class DrainTest(ServerTestCase):
-    EXTRA_ARGS = ("--model", "dummy:llama-110m")
+    # The drain must end the stream by finishing it: room for the 200 tokens
+    # on a slow build (make test-asan's took longer than the default 30 s).
+    EXTRA_ARGS = ("--model", "dummy:llama-110m", "--drain-timeout-seconds", "240")
 
     def test_sigterm_drains_http_streams(self):
         port = self.server.http_port
