@@ -88,8 +88,8 @@ fuzz-ci: fuzz-build
 # them run). Debian's absl locks are made visible to TSan
 # (tests/testing/tsan_absl_annotations.cc); what is left inside gRPC,
 # protobuf and absl themselves is suppressed by tests/tsan.supp, never in our
-# code. OpenMP's libgomp is not TSan-built either: one OpenMP thread (also
-# where a test asks for more), so parallel loops run on the calling thread.
+# code. The CPU backend's thread pool (engine/cpu/thread_pool) is our own
+# code on C++ atomics, so TSan checks it.
 TSAN_DIR ?= build-tsan
 TSAN_TESTS = $(sort $(basename $(notdir $(wildcard tests/engine/*_test.cc tests/server/*_test.cc))))
 .PHONY: test-tsan
@@ -97,8 +97,7 @@ test-tsan: deps
 	cmake -S . -B $(TSAN_DIR) $(SANITIZER_CMAKE_FLAGS) -DCMAKE_CXX_FLAGS="-fsanitize=thread" \
 	  -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=thread"
 	cmake --build $(TSAN_DIR) -j $(JOBS) --target $(TSAN_TESTS)
-	cd $(TSAN_DIR) && OMP_NUM_THREADS=1 OMP_THREAD_LIMIT=1 \
-	  TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp second_deadlock_stack=1" \
+	cd $(TSAN_DIR) && TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp second_deadlock_stack=1" \
 	  ctest --output-on-failure -j $(JOBS) --timeout 900 -L "^(engine|server)$$"
 
 # Soak (issue 12; tests/soak/): mixed load with cancels, deadlines, aborts
