@@ -174,7 +174,7 @@ def main():
     # --- engine only ----------------------------------------------------------
     p("### Engine only: one decode step (forward pass, no scheduler or server)")
     p()
-    p(f"Command: `{meta.get('forward_cmd', '?')}` per dtype (context 128 tokens per sequence).")
+    p(f"Command: `{meta.get('forward_cmd', '?')}` per dtype (context 192 tokens per sequence: the mean context of a served decode step below).")
     if meta.get("forward_note"):
         p()
         p(meta["forward_note"])
