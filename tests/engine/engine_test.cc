@@ -184,7 +184,11 @@ TEST(Engine, StepStatsMarkDecodeOnlySteps) {
   r.on_output = collector.CallbackFor("a");
   ASSERT_TRUE(engine->Submit(std::move(r)).ok());
   ASSERT_TRUE(engine->WaitUntilIdle(absl::Now() + absl::Seconds(30)));
+  // The last step's observer runs after its outputs were delivered, so it
+  // may still be on its way when the engine reports idle.
   absl::MutexLock lock(&mu);
+  auto all_seen = [&steps]() { return steps.size() >= 3u + 4u; };
+  mu.AwaitWithTimeout(absl::Condition(&all_seen), absl::Seconds(30));
   ASSERT_EQ(steps.size(), 3u + 4u);  // prefill chunks of 8, 8 and 4 (the last samples), then 4 decodes
   for (size_t i = 0; i < steps.size(); ++i) {
     EXPECT_EQ(steps[i].decode_only, i >= 3) << "step " << i;
