@@ -47,6 +47,10 @@ MODEL = os.path.join(SOURCE_DIR, "models", "stories260K")
 # slowly); the test ends in about LOAD_SECONDS + 5 s.
 LOAD_SECONDS = 25
 CONCURRENCY = 24
+# Long enough outputs that a replica under load is rarely between requests:
+# with 16 tokens a request took a few milliseconds on stories260K, and the
+# replica could be idle the instant SIGTERM came.
+OUTPUT_LEN = 128
 # Longer than any drain here; a stream still running at the drain timeout
 # would end UNAVAILABLE after tokens, which no client may retry.
 DRAIN_TIMEOUT_S = 30
@@ -191,7 +195,7 @@ class HaproxyReplicasTest(unittest.TestCase):
         with open(cls.bench_log_path, "wb") as bench_log:
             bench = subprocess.Popen(
                 [BENCH_BINARY, "--target", f"127.0.0.1:{cls.lb_port}", "--concurrency", str(CONCURRENCY),
-                 "--duration", str(LOAD_SECONDS), "--input-len", "16", "--output-len", "16", "--seed", "7",
+                 "--duration", str(LOAD_SECONDS), "--input-len", "16", "--output-len", str(OUTPUT_LEN), "--seed", "7",
                  "--retry-unavailable", "8", "--ready-timeout", "20", "--output-json", cls.bench_json],
                 stdin=subprocess.DEVNULL, stdout=bench_log, stderr=subprocess.STDOUT)
             try:
