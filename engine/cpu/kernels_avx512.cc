@@ -218,7 +218,9 @@ inline void Q8Tile(const Activations& x, int row0, const char* w, size_t ldw, fl
       __m128 xd;
       if (pair) {
         xv = _mm512_loadu_si512(xq);
-        xd = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(xs)));
+        // Both scales in one unaligned 8-byte load (a double load of a
+        // float pointer would be undefined at 4-byte alignment).
+        xd = _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i_u*>(xs)));
       } else {
         xv = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
         xd = _mm_load_ss(xs);
