@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "absl/synchronization/mutex.h"
 #include "engine/cpu/aligned_vector.h"
 
 namespace inferd::cpu {
@@ -130,18 +129,6 @@ void SwiGluMatMul(ThreadPool& pool, const KernelSet& kernels, const float* x, in
   });
 }
 
-void MatMul(const KernelSet& kernels, const float* x, int rows, const Tensor& w, float* out) {
-  // One region at a time on the shared pool, whoever calls.
-  static absl::Mutex* const mutex = new absl::Mutex();
-  static ThreadPool* const pool = new ThreadPool();
-  absl::MutexLock lock(mutex);
-  MatMul(*pool, kernels, x, rows, w, out);
-}
-
-void MatMul(const float* x, int rows, const Tensor& w, float* out) { MatMul(ActiveKernels(), x, rows, w, out); }
-
 void DequantizeRow(const Tensor& t, int64_t r, float* out) { ActiveKernels()[t.type].to_float(t.row(r), out, t.cols); }
-
-float Dot(const float* a, const float* b, int n) { return ActiveKernels().dot(a, b, n); }
 
 }  // namespace inferd::cpu

@@ -23,10 +23,6 @@ namespace inferd::cpu {
 // x: [rows][w.cols] floats and w: [w.rows][w.cols] of any WeightType
 // (Q8_0 needs w.cols % 32 == 0).
 void MatMul(ThreadPool& pool, const KernelSet& kernels, const float* x, int rows, const Tensor& w, float* out);
-// The same on a process-wide pool of AvailableCores() threads; the second
-// form uses ActiveKernels().
-void MatMul(const KernelSet& kernels, const float* x, int rows, const Tensor& w, float* out);
-void MatMul(const float* x, int rows, const Tensor& w, float* out);
 
 // One product of a fused MatMul: out = x · w^T, [rows][w->rows].
 struct MatMulPart {
@@ -49,8 +45,5 @@ void SwiGluMatMul(ThreadPool& pool, const KernelSet& kernels, const float* x, in
 
 // Row `r` of `t` as floats (token embedding lookup): t.cols values.
 void DequantizeRow(const Tensor& t, int64_t r, float* out);
-
-// sum_k a[k] * b[k] with ActiveKernels()' fp32 dot product.
-float Dot(const float* a, const float* b, int n);
 
 }  // namespace inferd::cpu

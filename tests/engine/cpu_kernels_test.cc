@@ -94,6 +94,7 @@ class KernelSetTest : public ::testing::TestWithParam<const char*> {
     if (set_ == nullptr) GTEST_SKIP() << "this CPU (or build) does not run the " << GetParam() << " kernels";
   }
   const KernelSet* set_ = nullptr;
+  ThreadPool pool_;  // every core this process may use
 };
 
 TEST_P(KernelSetTest, MatMulMatchesDoubleReferenceOfDequantizedWeights) {
@@ -104,7 +105,7 @@ TEST_P(KernelSetTest, MatMulMatchesDoubleReferenceOfDequantizedWeights) {
       const TypedMatrix w = MakeMatrix(type, s.out, s.cols, 100 + s.cols);
       const std::vector<float> x = RandomFloats(static_cast<size_t>(s.rows) * s.cols, 200 + s.rows);
       std::vector<float> out(static_cast<size_t>(s.rows) * s.out);
-      MatMul(*set_, x.data(), s.rows, w.tensor, out.data());
+      MatMul(pool_, *set_, x.data(), s.rows, w.tensor, out.data());
 
       // What the Q8_0 GEMM multiplies: the activations as quantized.
       std::vector<float> xq = x, x_scales;
@@ -145,18 +146,18 @@ TEST_P(KernelSetTest, MatMulIsBatchInvariant) {
     const TypedMatrix w = MakeMatrix(type, out, cols, 7);
     const std::vector<float> x = RandomFloats(static_cast<size_t>(rows) * cols, 8);
     std::vector<float> batched(static_cast<size_t>(rows) * out), single(out), one_thread(batched.size());
-    MatMul(*set_, x.data(), rows, w.tensor, batched.data());
+    MatMul(pool_, *set_, x.data(), rows, w.tensor, batched.data());
     cpu::ThreadPool one(1);
     MatMul(one, *set_, x.data(), rows, w.tensor, one_thread.data());
     EXPECT_EQ(batched, one_thread);
     for (int i = 0; i < rows; ++i) {
-      MatMul(*set_, &x[static_cast<size_t>(i) * cols], 1, w.tensor, single.data());
+      MatMul(pool_, *set_, &x[static_cast<size_t>(i) * cols], 1, w.tensor, single.data());
       ASSERT_TRUE(std::equal(single.begin(), single.end(), batched.begin() + static_cast<size_t>(i) * out))
           << "row " << i;
     }
     // Three rows from the middle, as their own batch.
     std::vector<float> three(3 * out);
-    MatMul(*set_, &x[static_cast<size_t>(30) * cols], 3, w.tensor, three.data());
+    MatMul(pool_, *set_, &x[static_cast<size_t>(30) * cols], 3, w.tensor, three.data());
     EXPECT_TRUE(std::equal(three.begin(), three.end(), batched.begin() + static_cast<size_t>(30) * out));
   }
 }
