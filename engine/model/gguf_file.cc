@@ -197,9 +197,10 @@ absl::StatusOr<GgufFile> GgufFile::Open(const std::string& path) {
     if (info.offset % alignment != 0) {
       return bad(absl::StrCat("tensor ", info.name, " is not aligned to ", alignment, " bytes"));
     }
-    // Tensors of unknown size are checked when used (they are refused then).
-    if (info.tensor.bytes > 0 && (info.offset > file.size() - data_start ||
-                                  info.tensor.bytes > file.size() - data_start - info.offset)) {
+    // Every offset must land inside the file (even forming the pointer past
+    // it is undefined); tensors of unknown size are refused when used.
+    if (info.offset > file.size() - data_start ||
+        (info.tensor.bytes > 0 && info.tensor.bytes > file.size() - data_start - info.offset)) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": tensor ", info.name,
                                                      " lies beyond the end of the file (truncated)"));
     }

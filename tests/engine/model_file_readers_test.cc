@@ -156,13 +156,21 @@ TEST(GgufFileTest, BrokenFilesAreRefused) {
   struct Case {
     std::string name, bytes, expected;
   };
-  const std::vector<Case> cases = {
+  std::vector<Case> cases = {
       {"magic", "GGML" + good.substr(4), "no GGUF magic"},
       {"version", w.Bytes(/*version=*/1), "version 1 (supported: 2, 3)"},
       {"header", good.substr(0, 40), "truncated in metadata entry 0"},
       {"data", good.substr(0, good.size() - 28),  // into the 8 bytes before the padding
        "tensor t lies beyond the end of the file (truncated)"},
   };
+  // A tensor of a type we do not know has no size, but its offset must
+  // still lie inside the file (found by gguf_fuzzer).
+  GgufWriter unknown_type;
+  unknown_type.Tensor("t", {1}, kGgmlF32, Le(1.5f));
+  unknown_type.Tensor("u", {1}, /*type=*/99, "");
+  const std::string unknown = unknown_type.Bytes();
+  cases.push_back({"unknown-type-offset", unknown.substr(0, unknown.size() - 8),
+                   "tensor u lies beyond the end of the file (truncated)"});
   for (const Case& c : cases) {
     absl::StatusOr<GgufFile> f = GgufFile::Open(Write(c.name + ".gguf", c.bytes));
     ASSERT_FALSE(f.ok()) << c.name;
