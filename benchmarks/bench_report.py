@@ -174,7 +174,9 @@ def main():
     # --- engine only ----------------------------------------------------------
     p("### Engine only: one decode step (forward pass, no scheduler or server)")
     p()
-    p(f"Command: `{meta.get('forward_cmd', '?')}` per dtype (context 192 tokens per sequence: the mean context of a served decode step below).")
+    p(f"Command: `{meta.get('forward_cmd', '?')}` per dtype (context 192 tokens per sequence, the mean context of a served decode step below, in a cache "
+      "prefilled with real tokens; the KV cache in float32 beside float32 weights and in float16 beside the others, as "
+      "the server's `--kv-cache-dtype auto` holds it).")
     if meta.get("forward_note"):
         p()
         p(meta["forward_note"])

@@ -3,10 +3,12 @@
 // 512-token prompt, per weight type: the ceiling for what the server can
 // generate per second on this machine.
 //
-//   forward_benchmark [--dtype=float32,float16,bfloat16,q8_0] [--cpu-threads=N] [benchmark flags]
+//   forward_benchmark [--dtype=float32,float16,bfloat16,q8_0] [--kv-cache-dtype=auto|float32|float16]
+//                     [--cpu-threads=N] [benchmark flags]
 //
 // The weights are generated once in float32 and converted per dtype as
-// `--dtype` converts them at load.
+// `--dtype` converts them at load. Decode steps read a cache prefilled with
+// real tokens (32 prompts per dtype, a few seconds before the first one).
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
@@ -14,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +38,9 @@ constexpr int kContextLen = 192;
 constexpr int kPrefillLen = 512;
 
 int g_threads = 0;
+std::optional<WeightType> g_kv_dtype;  // --kv-cache-dtype; unset: as the server's auto
+
+WeightType KvDtype(WeightType weights) { return g_kv_dtype.value_or(CpuBackend::AutoKvDtype(weights)); }
 
 std::shared_ptr<const ModelWeights> F32Weights() {
   static const std::shared_ptr<const ModelWeights> weights = []() -> std::shared_ptr<const ModelWeights> {
@@ -63,34 +69,15 @@ std::shared_ptr<const ModelWeights> Weights(WeightType type) {
   return held;
 }
 
-// `num_seqs` sequences of `new_tokens` tokens each, ending at `context_len`.
-void RunSteps(benchmark::State& state, WeightType type, int num_seqs, int new_tokens, int context_len) {
-  const std::shared_ptr<const ModelWeights> weights = Weights(type);
-  if (weights == nullptr) {
-    state.SkipWithError("cannot make dummy:llama-110m weights");
-    return;
-  }
-  const int blocks_per_seq = (context_len + kBlockSize - 1) / kBlockSize;
-  absl::StatusOr<std::unique_ptr<CpuBackend>> backend = CpuBackend::Create(
-      weights, {.num_blocks = num_seqs * blocks_per_seq, .block_size = kBlockSize}, g_threads);
-  if (!backend.ok()) {
-    state.SkipWithError(backend.status().ToString().c_str());
-    return;
-  }
-  // The cache is never prefilled for decode: its values (zeros) do not
-  // change the work of a step, and a prefill of 32 x 128 tokens would
-  // dominate the setup.
-  std::vector<std::vector<int>> tables(num_seqs, std::vector<int>(blocks_per_seq));
-  std::vector<int> tokens(new_tokens);
-  for (int i = 0; i < new_tokens; ++i) tokens[i] = 100 + (i * 37) % 1000;
-  StepBatch batch;
-  for (int s = 0; s < num_seqs; ++s) {
-    std::iota(tables[s].begin(), tables[s].end(), s * blocks_per_seq);
-    batch.AddSequence(tokens, context_len, tables[s], /*need_logits=*/true);
-  }
-  std::vector<float> logits(static_cast<size_t>(num_seqs) * weights->config.vocab_size);
+constexpr int kMaxDecodeSeqs = 32;
+
+int TokenAt(int i) { return 100 + (i * 37) % 1000; }
+
+// Times Forward(batch) and reports tokens/s.
+void TimeSteps(benchmark::State& state, CpuBackend& backend, const StepBatch& batch, int vocab_size) {
+  std::vector<float> logits(batch.sequences.size() * static_cast<size_t>(vocab_size));
   for (auto _ : state) {
-    const absl::Status status = (*backend)->Forward(batch, absl::MakeSpan(logits));
+    const absl::Status status = backend.Forward(batch, absl::MakeSpan(logits));
     if (!status.ok()) {
       state.SkipWithError(status.ToString().c_str());
       break;
@@ -98,9 +85,86 @@ void RunSteps(benchmark::State& state, WeightType type, int num_seqs, int new_to
     benchmark::DoNotOptimize(logits.data());
     benchmark::ClobberMemory();
   }
-  state.counters["tokens/s"] = benchmark::Counter(
-      static_cast<double>(num_seqs) * new_tokens * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
-  state.counters["threads"] = (*backend)->num_threads();
+  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(batch.num_tokens() * state.iterations()),
+                                                  benchmark::Counter::kIsRate);
+  state.counters["threads"] = backend.num_threads();
+}
+
+// A backend per dtype (one at a time) whose cache holds kMaxDecodeSeqs
+// sequences of kContextLen - 1 tokens, prefilled once, so that a decode step
+// reads K/V rows that were written, as a served step does. (A cache that was
+// never written reads the kernel's shared zero page: attention would cost no
+// memory traffic at all.)
+struct DecodeFixture {
+  WeightType type;
+  std::unique_ptr<CpuBackend> backend;
+  std::vector<std::vector<int>> tables;
+};
+
+DecodeFixture* Decoder(WeightType type) {
+  static std::unique_ptr<DecodeFixture> held;
+  if (held != nullptr && held->type == type) return held.get();
+  held.reset();
+  const std::shared_ptr<const ModelWeights> weights = Weights(type);
+  if (weights == nullptr) return nullptr;
+  const int blocks_per_seq = (kContextLen + kBlockSize - 1) / kBlockSize;
+  absl::StatusOr<std::unique_ptr<CpuBackend>> backend =
+      CpuBackend::Create(weights, {.num_blocks = kMaxDecodeSeqs * blocks_per_seq, .block_size = kBlockSize},
+                         g_threads, KvDtype(type));
+  if (!backend.ok()) return nullptr;
+  auto fixture = std::make_unique<DecodeFixture>(DecodeFixture{type, *std::move(backend), {}});
+  std::fprintf(stderr, "prefilling %d sequences of %d tokens at %s\n", kMaxDecodeSeqs, kContextLen - 1,
+               std::string(WeightTypeName(type)).c_str());
+  std::vector<int> prompt(kContextLen - 1);
+  std::vector<float> logits(weights->config.vocab_size);
+  for (int s = 0; s < kMaxDecodeSeqs; ++s) {
+    std::vector<int>& table = fixture->tables.emplace_back(blocks_per_seq);
+    std::iota(table.begin(), table.end(), s * blocks_per_seq);
+    for (int i = 0; i < kContextLen - 1; ++i) prompt[i] = TokenAt(i + s);
+    StepBatch batch;
+    batch.AddSequence(prompt, kContextLen - 1, table, /*need_logits=*/true);
+    if (!fixture->backend->Forward(batch, absl::MakeSpan(logits)).ok()) return nullptr;
+  }
+  held = std::move(fixture);
+  return held.get();
+}
+
+// One decode step of `num_seqs` sequences at context kContextLen.
+void RunDecode(benchmark::State& state, WeightType type, int num_seqs) {
+  DecodeFixture* fixture = Decoder(type);
+  if (fixture == nullptr) {
+    state.SkipWithError("cannot make and prefill a dummy:llama-110m backend");
+    return;
+  }
+  StepBatch batch;
+  std::vector<int> token(1);
+  for (int s = 0; s < num_seqs; ++s) {
+    token[0] = TokenAt(s);
+    batch.AddSequence(token, kContextLen, fixture->tables[s], /*need_logits=*/true);
+  }
+  TimeSteps(state, *fixture->backend, batch, fixture->backend->config().vocab_size);
+}
+
+// The prefill of one kPrefillLen-token prompt into an empty cache.
+void RunPrefill(benchmark::State& state, WeightType type) {
+  const std::shared_ptr<const ModelWeights> weights = Weights(type);
+  if (weights == nullptr) {
+    state.SkipWithError("cannot make dummy:llama-110m weights");
+    return;
+  }
+  const int blocks = (kPrefillLen + kBlockSize - 1) / kBlockSize;
+  absl::StatusOr<std::unique_ptr<CpuBackend>> backend =
+      CpuBackend::Create(weights, {.num_blocks = blocks, .block_size = kBlockSize}, g_threads, KvDtype(type));
+  if (!backend.ok()) {
+    state.SkipWithError(backend.status().ToString().c_str());
+    return;
+  }
+  std::vector<int> table(blocks), tokens(kPrefillLen);
+  std::iota(table.begin(), table.end(), 0);
+  for (int i = 0; i < kPrefillLen; ++i) tokens[i] = TokenAt(i);
+  StepBatch batch;
+  batch.AddSequence(tokens, kPrefillLen, table, /*need_logits=*/true);
+  TimeSteps(state, **backend, batch, weights->config.vocab_size);
 }
 
 // Real time: the step runs on the pool's threads, so the main thread's CPU
@@ -109,11 +173,11 @@ void Register(WeightType type) {
   const std::string name(WeightTypeName(type));
   benchmark::RegisterBenchmark(("BM_DecodeStep/" + name).c_str(),
                                [type](benchmark::State& state) {
-                                 RunSteps(state, type, static_cast<int>(state.range(0)), 1, kContextLen);
+                                 RunDecode(state, type, static_cast<int>(state.range(0)));
                                })
       ->Arg(1)->Arg(8)->Arg(32)->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();
   benchmark::RegisterBenchmark(("BM_Prefill512/" + name).c_str(),
-                               [type](benchmark::State& state) { RunSteps(state, type, 1, kPrefillLen, kPrefillLen); })
+                               [type](benchmark::State& state) { RunPrefill(state, type); })
       ->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();
 }
 
@@ -135,6 +199,15 @@ int main(int argc, char** argv) {
           return 2;
         }
         types.push_back(**t);
+      }
+    } else if (std::strncmp(argv[i], "--kv-cache-dtype=", 17) == 0) {
+      const std::string name = argv[i] + 17;
+      if (name == "float32" || name == "float16") {
+        inferd::g_kv_dtype = name == "float32" ? WeightType::kF32 : WeightType::kF16;
+      } else if (name != "auto") {
+        std::fprintf(stderr, "forward_benchmark: --kv-cache-dtype=%s: expected auto, float32 or float16\n",
+                     name.c_str());
+        return 2;
       }
     } else if (std::strncmp(argv[i], "--cpu-threads=", 14) == 0) {
       inferd::g_threads = std::atoi(argv[i] + 14);

@@ -84,6 +84,7 @@ class CudaBackend final : public Backend {
   const KvCacheConfig& kv_config() const override { return kv_config_; }
   std::string_view name() const override { return "cuda"; }
   std::string_view dtype() const override { return cuda::DtypeName(dtype_); }
+  std::string_view kv_cache_dtype() const override { return cuda::DtypeName(dtype_); }  // K/V as computed
 
  private:
   CudaBackend(const ModelConfig& config, const CudaBackendOptions& options, Dtype dtype)

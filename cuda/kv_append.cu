@@ -1,6 +1,6 @@
 // KV append: each new token's key and value vectors (after RoPE) into its
 // slot of the paged pools, [num_blocks][block_size][n_kv_heads][head_dim] per
-// layer like the CPU backend. The host maps token -> slot
+// layer (the CPU backend groups a block's slots by head instead). The host maps token -> slot
 // (block_table[pos / block_size] * block_size + pos % block_size).
 #include "cuda/common.cuh"
 #include "cuda/kernels.h"

@@ -119,6 +119,7 @@ class Backend {
   virtual const KvCacheConfig& kv_config() const = 0;
   virtual std::string_view name() const = 0;   // "cpu" | "cuda"
   virtual std::string_view dtype() const = 0;  // "float32", "bfloat16", ...
+  virtual std::string_view kv_cache_dtype() const = 0;  // the K/V elements: "float32", "float16", ...
 
  private:
   std::vector<float> candidate_scratch_;  // the default ForwardCandidates' full rows

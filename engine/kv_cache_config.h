@@ -1,5 +1,7 @@
-// Size of the paged KV cache. Both backends lay out, per layer, a K and a V
-// pool shaped [num_blocks][block_size][num_kv_heads][head_dim].
+// Size of the paged KV cache. Each backend lays out, per layer, a K and a V
+// pool of num_blocks blocks of block_size slots: CUDA as
+// [num_blocks][block_size][num_kv_heads][head_dim], the CPU as
+// [num_blocks][num_kv_heads][block_size][head_dim] (cpu_backend.cc says why).
 #pragma once
 
 #include <cstdint>

@@ -27,11 +27,19 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCpu(std::shared_ptr<const ModelWe
     return absl::InvalidArgumentError(absl::StrCat("--dtype ", options.dtype, ": the weights were loaded as ",
                                                    std::string(WeightTypeName(weights->dtype)), ", not converted"));
   }
+  WeightType kv_dtype = CpuBackend::AutoKvDtype(weights->dtype);
+  if (options.kv_cache_dtype == "float32" || options.kv_cache_dtype == "float16") {
+    kv_dtype = options.kv_cache_dtype == "float32" ? WeightType::kF32 : WeightType::kF16;
+  } else if (options.kv_cache_dtype != "auto") {
+    return absl::InvalidArgumentError(absl::StrCat("--kv-cache-dtype ", options.kv_cache_dtype,
+                                                   ": expected auto, float32 or float16"));
+  }
+  const int kv_element_bytes = static_cast<int>(RowBytes(kv_dtype, 1));
   const ModelConfig& model = weights->config;
   KvCacheConfig kv{.num_blocks = options.kv_cache_blocks, .block_size = options.block_size};
   if (kv.num_blocks == 0) {
     absl::StatusOr<int> blocks =
-        KvBlocksForBudget(model, kv.block_size, sizeof(float), int64_t{options.kv_cache_memory_mb} << 20);
+        KvBlocksForBudget(model, kv.block_size, kv_element_bytes, int64_t{options.kv_cache_memory_mb} << 20);
     if (!blocks.ok()) return blocks.status();
     // More than max_num_seqs full contexts can never be used at once.
     const int64_t useful =
@@ -43,7 +51,7 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCpu(std::shared_ptr<const ModelWe
   // dozen bytes of bookkeeping per block besides.
   constexpr int64_t kBookkeepingBytesPerBlock = 128;
   const int64_t pool_bytes =
-      int64_t{kv.num_blocks} * (KvBlockBytes(model, kv.block_size, sizeof(float)) + kBookkeepingBytesPerBlock);
+      int64_t{kv.num_blocks} * (KvBlockBytes(model, kv.block_size, kv_element_bytes) + kBookkeepingBytesPerBlock);
   if (absl::Status fits = CheckFitsInMemory(
           pool_bytes, absl::StrCat("the KV cache of ", kv.num_blocks, " blocks"),
           options.kv_cache_blocks > 0 ? "lower --kv-cache-blocks"
@@ -52,7 +60,7 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCpu(std::shared_ptr<const ModelWe
     return fits;
   }
   absl::StatusOr<std::unique_ptr<CpuBackend>> backend =
-      CpuBackend::Create(std::move(weights), kv, options.cpu_threads);
+      CpuBackend::Create(std::move(weights), kv, options.cpu_threads, kv_dtype);
   if (!backend.ok()) return backend.status();
   return std::unique_ptr<Backend>(*std::move(backend));
 }
@@ -98,6 +106,11 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCuda(std::shared_ptr<const ModelW
   cuda.dtype = options.dtype != "auto"                  ? options.dtype
                : weights->dtype == WeightType::kF16     ? "float16"
                                                          : "bfloat16";
+  if (options.kv_cache_dtype != "auto" && options.kv_cache_dtype != cuda.dtype) {
+    return absl::InvalidArgumentError(absl::StrCat("--kv-cache-dtype ", options.kv_cache_dtype,
+                                                   ": the CUDA backend holds its KV cache in its compute dtype (",
+                                                   cuda.dtype, "); leave it auto"));
+  }
   cuda.gpu_memory_utilization = options.gpu_memory_utilization;
   cuda.kv = KvCacheConfig{.num_blocks = options.kv_cache_blocks, .block_size = options.block_size};
   cuda.max_num_batched_tokens = options.max_num_batched_tokens;

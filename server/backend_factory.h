@@ -20,6 +20,9 @@ struct BackendOptions {
   // LoadDtype), the weights' 16-bit type on CUDA.
   std::string dtype = "auto";
   int cpu_threads = 0;          // CPU backend threads; 0: every core the process may use
+  // auto: float32 beside float32 weights and float16 beside narrower ones
+  // (CPU), the compute dtype (CUDA, which takes nothing else).
+  std::string kv_cache_dtype = "auto";
   int kv_cache_blocks = 0;      // 0: from the memory budget
   int kv_cache_memory_mb = 2048;          // CPU budget
   double gpu_memory_utilization = 0.9;    // CUDA budget: fraction of free memory

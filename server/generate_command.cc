@@ -79,6 +79,10 @@ void AddGenerateFlags(CLI::App* app, GenerateOptions* o) {
                   "weight type: auto (the CPU serves the weights as stored; CUDA their 16-bit type), float32, "
                   "bfloat16, float16, q8_0 (CPU only); the CPU converts every matrix at load")
       ->check(CLI::IsMember({"auto", "float32", "bfloat16", "float16", "q8_0"}));
+  app->add_option("--kv-cache-dtype", o->kv_cache_dtype,
+                  "KV cache elements: auto (CPU: float32 beside float32 weights, float16 beside narrower ones; "
+                  "CUDA: its compute dtype), float32, float16")
+      ->check(CLI::IsMember({"auto", "float32", "float16"}));
   app->add_option("--cpu-threads", o->cpu_threads, "CPU backend threads (0: every core the process may use)")
       ->check(CLI::Range(0, 1024));
   app->add_option("--gpu-memory-utilization", o->gpu_memory_utilization,
@@ -103,6 +107,7 @@ int RunGenerate(const GenerateOptions& options) {
       CreateBackend(model->weights, BackendOptions{.backend = options.backend,
                                                    .dtype = options.dtype,
                                                    .cpu_threads = options.cpu_threads,
+                                                   .kv_cache_dtype = options.kv_cache_dtype,
                                                    .kv_cache_blocks = options.kv_cache_blocks,
                                                    .kv_cache_memory_mb = options.kv_cache_memory_mb,
                                                    .gpu_memory_utilization = options.gpu_memory_utilization,

@@ -31,6 +31,7 @@ struct GenerateOptions {
   bool no_prefix_caching = false;
   std::string backend = "cpu";  // cpu | cuda | auto
   std::string dtype = "auto";
+  std::string kv_cache_dtype = "auto";
   int cpu_threads = 0;  // 0: every core the process may use
   double gpu_memory_utilization = 0.9;
 };

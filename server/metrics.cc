@@ -116,6 +116,7 @@ class Metrics::EngineCollector final : public prometheus::Collectable {
         Family("inferd_cache_config_info", "The KV cache configuration (always 1).", MetricType::Gauge,
                {Sample(1, {{"block_size", std::to_string(kv.block_size)},
                            {"num_blocks", std::to_string(kv.num_blocks)},
+                           {"cache_dtype", std::string(engine_->backend().kv_cache_dtype())},
                            {"prefix_caching", engine_->config().enable_prefix_caching ? "true" : "false"}})}),
     };
   }

@@ -89,6 +89,7 @@ absl::StatusOr<std::unique_ptr<Engine>> LoadEngine(const ServerConfig& config, M
       CreateBackend(model->weights, BackendOptions{.backend = config.backend,
                                                    .dtype = config.dtype,
                                                    .cpu_threads = config.cpu_threads,
+                                                   .kv_cache_dtype = config.kv_cache_dtype,
                                                    .kv_cache_blocks = config.kv_cache_blocks,
                                                    .kv_cache_memory_mb = config.kv_cache_memory_mb,
                                                    .gpu_memory_utilization = config.gpu_memory_utilization,
@@ -103,9 +104,10 @@ absl::StatusOr<std::unique_ptr<Engine>> LoadEngine(const ServerConfig& config, M
   engine_config.enable_prefix_caching = config.prefix_caching;
   engine_config.max_queued_requests = config.max_queued_requests;
   engine_config.max_queued_tokens = config.max_queued_tokens;
-  spdlog::info("model {}: {} layers, dim {}, vocab {}, context {}; KV cache {} blocks of {} tokens; backend {} ({})",
-               mc.name, mc.n_layers, mc.dim, mc.vocab_size, mc.max_seq_len, kv.num_blocks, kv.block_size,
-               (*backend)->name(), (*backend)->dtype());
+  spdlog::info(
+      "model {}: {} layers, dim {}, vocab {}, context {}; KV cache {} blocks of {} tokens ({}); backend {} ({})",
+      mc.name, mc.n_layers, mc.dim, mc.vocab_size, mc.max_seq_len, kv.num_blocks, kv.block_size,
+      (*backend)->kv_cache_dtype(), (*backend)->name(), (*backend)->dtype());
   return Engine::Create(engine_config, *std::move(backend), model->tokenizer,
                         [metrics](const StepStats& step) { metrics->OnStep(step); });
 }

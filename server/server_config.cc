@@ -76,6 +76,9 @@ const std::vector<KeySpec>& Table() {
       {"dtype", kEngine, StringKey{&C::dtype, {"auto", "float32", "bfloat16", "float16", "q8_0"}},
        "weight type: auto (the CPU serves the weights as stored; CUDA their 16-bit type), float32, bfloat16, "
        "float16, q8_0 (CPU only); the CPU converts every matrix at load"},
+      {"kv_cache_dtype", kEngine, StringKey{&C::kv_cache_dtype, {"auto", "float32", "float16"}},
+       "type of the KV cache's elements: auto (CPU: float32 beside float32 weights, float16 beside narrower "
+       "ones; CUDA: its compute dtype), float32, float16 (CPU; CUDA only its compute dtype)"},
       {"cpu_threads", kEngine, IntKey{&C::cpu_threads, 0, 1024},
        "CPU backend threads (0: every core the process may use: its affinity mask and cgroup CPU quota)"},
       {"gpu_memory_utilization", kEngine, DoubleKey{&C::gpu_memory_utilization, 0, true, 0.95, "FRACTION"},

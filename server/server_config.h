@@ -23,6 +23,7 @@ struct ServerConfig {
   std::string backend = "cpu";     // cpu | cuda | auto
   std::string dtype = "auto";      // auto: as stored (CPU), the weights' 16-bit type (CUDA)
   int cpu_threads = 0;             // CPU backend threads; 0: every core the process may use
+  std::string kv_cache_dtype = "auto";  // CPU: float32 or float16 (auto: float32 beside float32 weights)
   double gpu_memory_utilization = 0.9;
   int kv_cache_blocks = 0;         // 0: from kv_cache_memory_mb
   int kv_cache_memory_mb = 2048;

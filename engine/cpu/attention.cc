@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
-#if defined(__AVX2__) && defined(__FMA__)
+#include "engine/model/float16.h"
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 #endif
 
@@ -12,13 +14,22 @@ namespace {
 
 constexpr int kTile = 32;
 
-// Walks the rows of a PagedRows in order without a division per row.
+inline float ToFloat(float x) { return x; }
+inline float ToFloat(uint16_t h) { return HalfToFloat(h); }
+
+// Walks the rows of a PagedRows in order without a division per row. On
+// entering a block it prefetches the next one: a sequence's blocks are
+// scattered over the pool, so the hardware prefetcher, which follows a
+// stream within a page, would start each block cold.
+template <typename T>
 class RowCursor {
  public:
-  RowCursor(const PagedRows& rows) : rows_(rows) {}
-  const float* Next() {
-    const float* row = rows_.data + (static_cast<size_t>(rows_.block_table[block_]) * rows_.block_size + slot_) *
-                                        rows_.stride;
+  RowCursor(const PagedRows<T>& rows, int context) : rows_(rows), num_blocks_((context + rows.block_size - 1) / rows.block_size) {
+    Prefetch(0);
+  }
+  const T* Next() {
+    if (slot_ == 0) Prefetch(block_ + 1);
+    const T* row = BlockStart(block_) + static_cast<size_t>(slot_) * rows_.row_stride;
     if (++slot_ == rows_.block_size) {
       slot_ = 0;
       ++block_;
@@ -27,15 +38,27 @@ class RowCursor {
   }
 
  private:
-  const PagedRows& rows_;
+  const T* BlockStart(int block) const {
+    return rows_.data + static_cast<size_t>(rows_.block_table[block]) * rows_.block_stride;
+  }
+  void Prefetch(int block) const {
+    if (block >= num_blocks_) return;
+    const char* start = reinterpret_cast<const char*>(BlockStart(block));
+    const size_t bytes = static_cast<size_t>(rows_.block_size) * rows_.row_stride * sizeof(T);
+    for (size_t at = 0; at < bytes; at += 64) __builtin_prefetch(start + at);
+  }
+
+  const PagedRows<T>& rows_;
+  const int num_blocks_;
   int block_ = 0;
   int slot_ = 0;
 };
 
-void AttendPortable(const float* q, const PagedRows& keys, const PagedRows& values, int context, int head_dim,
+template <typename T>
+void AttendPortable(const float* q, const PagedRows<T>& keys, const PagedRows<T>& values, int context, int head_dim,
                     float* out) {
   const float sqrt_head_dim = sqrtf(static_cast<float>(head_dim));
-  RowCursor k_rows(keys), v_rows(values);
+  RowCursor<T> k_rows(keys, context), v_rows(values, context);
   std::fill_n(out, head_dim, 0.0f);
   float max_score = -INFINITY, sum = 0.0f;
   float scores[kTile];
@@ -43,9 +66,9 @@ void AttendPortable(const float* q, const PagedRows& keys, const PagedRows& valu
     const int count = std::min(kTile, context - p0);
     float tile_max = max_score;
     for (int i = 0; i < count; ++i) {
-      const float* k = k_rows.Next();
+      const T* k = k_rows.Next();
       float dot = 0.0f;
-      for (int d = 0; d < head_dim; ++d) dot += q[d] * k[d];
+      for (int d = 0; d < head_dim; ++d) dot += q[d] * ToFloat(k[d]);
       scores[i] = dot / sqrt_head_dim;
       tile_max = std::max(tile_max, scores[i]);
     }
@@ -58,15 +81,21 @@ void AttendPortable(const float* q, const PagedRows& keys, const PagedRows& valu
     for (int i = 0; i < count; ++i) {
       const float a = expf(scores[i] - max_score);
       sum += a;
-      const float* v = v_rows.Next();
-      for (int d = 0; d < head_dim; ++d) out[d] += a * v[d];
+      const T* v = v_rows.Next();
+      for (int d = 0; d < head_dim; ++d) out[d] += a * ToFloat(v[d]);
     }
   }
   const float inv_sum = 1.0f / sum;
   for (int d = 0; d < head_dim; ++d) out[d] *= inv_sum;
 }
 
-#if defined(__AVX2__) && defined(__FMA__)
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define INFERD_ATTENTION_AVX2 1
+
+inline __m256 Load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 Load8(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
 
 inline float Reduce(__m256 v) {
   const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -75,10 +104,10 @@ inline float Reduce(__m256 v) {
 }
 
 // head_dim = 8 * V.
-template <int V>
-void AttendAvx2(const float* q, const PagedRows& keys, const PagedRows& values, int context, float* out) {
+template <int V, typename T>
+void AttendAvx2(const float* q, const PagedRows<T>& keys, const PagedRows<T>& values, int context, float* out) {
   const float sqrt_head_dim = sqrtf(static_cast<float>(8 * V));
-  RowCursor k_rows(keys), v_rows(values);
+  RowCursor<T> k_rows(keys, context), v_rows(values, context);
   __m256 qv[V], acc[V];
   for (int j = 0; j < V; ++j) {
     qv[j] = _mm256_loadu_ps(q + 8 * j);
@@ -92,17 +121,17 @@ void AttendAvx2(const float* q, const PagedRows& keys, const PagedRows& values, 
     int i = 0;
     // Four keys at a time: four independent FMA chains.
     for (; i + 4 <= count; i += 4) {
-      const float* k0 = k_rows.Next();
-      const float* k1 = k_rows.Next();
-      const float* k2 = k_rows.Next();
-      const float* k3 = k_rows.Next();
-      __m256 d0 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k0)), d1 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k1));
-      __m256 d2 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k2)), d3 = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k3));
+      const T* k0 = k_rows.Next();
+      const T* k1 = k_rows.Next();
+      const T* k2 = k_rows.Next();
+      const T* k3 = k_rows.Next();
+      __m256 d0 = _mm256_mul_ps(qv[0], Load8(k0)), d1 = _mm256_mul_ps(qv[0], Load8(k1));
+      __m256 d2 = _mm256_mul_ps(qv[0], Load8(k2)), d3 = _mm256_mul_ps(qv[0], Load8(k3));
       for (int j = 1; j < V; ++j) {
-        d0 = _mm256_fmadd_ps(qv[j], _mm256_loadu_ps(k0 + 8 * j), d0);
-        d1 = _mm256_fmadd_ps(qv[j], _mm256_loadu_ps(k1 + 8 * j), d1);
-        d2 = _mm256_fmadd_ps(qv[j], _mm256_loadu_ps(k2 + 8 * j), d2);
-        d3 = _mm256_fmadd_ps(qv[j], _mm256_loadu_ps(k3 + 8 * j), d3);
+        d0 = _mm256_fmadd_ps(qv[j], Load8(k0 + 8 * j), d0);
+        d1 = _mm256_fmadd_ps(qv[j], Load8(k1 + 8 * j), d1);
+        d2 = _mm256_fmadd_ps(qv[j], Load8(k2 + 8 * j), d2);
+        d3 = _mm256_fmadd_ps(qv[j], Load8(k3 + 8 * j), d3);
       }
       scores[i] = Reduce(d0) / sqrt_head_dim;
       scores[i + 1] = Reduce(d1) / sqrt_head_dim;
@@ -110,9 +139,9 @@ void AttendAvx2(const float* q, const PagedRows& keys, const PagedRows& values, 
       scores[i + 3] = Reduce(d3) / sqrt_head_dim;
     }
     for (; i < count; ++i) {
-      const float* k = k_rows.Next();
-      __m256 d = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k));
-      for (int j = 1; j < V; ++j) d = _mm256_fmadd_ps(qv[j], _mm256_loadu_ps(k + 8 * j), d);
+      const T* k = k_rows.Next();
+      __m256 d = _mm256_mul_ps(qv[0], Load8(k));
+      for (int j = 1; j < V; ++j) d = _mm256_fmadd_ps(qv[j], Load8(k + 8 * j), d);
       scores[i] = Reduce(d) / sqrt_head_dim;
     }
     for (int n = 0; n < count; ++n) tile_max = std::max(tile_max, scores[n]);
@@ -126,9 +155,9 @@ void AttendAvx2(const float* q, const PagedRows& keys, const PagedRows& values, 
     for (int n = 0; n < count; ++n) {
       const float a = expf(scores[n] - max_score);
       sum += a;
-      const float* v = v_rows.Next();
+      const T* v = v_rows.Next();
       const __m256 av = _mm256_set1_ps(a);
-      for (int j = 0; j < V; ++j) acc[j] = _mm256_fmadd_ps(av, _mm256_loadu_ps(v + 8 * j), acc[j]);
+      for (int j = 0; j < V; ++j) acc[j] = _mm256_fmadd_ps(av, Load8(v + 8 * j), acc[j]);
     }
   }
   const __m256 inv_sum = _mm256_set1_ps(1.0f / sum);
@@ -137,11 +166,10 @@ void AttendAvx2(const float* q, const PagedRows& keys, const PagedRows& values, 
 
 #endif
 
-}  // namespace
-
-void AttendPaged(const float* q, const PagedRows& keys, const PagedRows& values, int context, int head_dim,
-                 float* out) {
-#if defined(__AVX2__) && defined(__FMA__)
+template <typename T>
+void Attend(const float* q, const PagedRows<T>& keys, const PagedRows<T>& values, int context, int head_dim,
+            float* out) {
+#ifdef INFERD_ATTENTION_AVX2
   switch (head_dim) {
     case 8: return AttendAvx2<1>(q, keys, values, context, out);
     case 16: return AttendAvx2<2>(q, keys, values, context, out);
@@ -153,6 +181,29 @@ void AttendPaged(const float* q, const PagedRows& keys, const PagedRows& values,
   }
 #endif
   AttendPortable(q, keys, values, context, head_dim, out);
+}
+
+}  // namespace
+
+void AttendPaged(const float* q, const PagedRows<float>& keys, const PagedRows<float>& values, int context,
+                 int head_dim, float* out) {
+  Attend(q, keys, values, context, head_dim, out);
+}
+
+void AttendPaged(const float* q, const PagedRows<uint16_t>& keys, const PagedRows<uint16_t>& values, int context,
+                 int head_dim, float* out) {
+  Attend(q, keys, values, context, head_dim, out);
+}
+
+void FloatsToHalves(const float* src, int n, uint16_t* dst) {
+  int i = 0;
+#ifdef INFERD_ATTENTION_AVX2
+  for (; i + 8 <= n; i += 8) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+#endif
+  for (; i < n; ++i) dst[i] = FloatToHalf(src[i]);
 }
 
 }  // namespace inferd::cpu

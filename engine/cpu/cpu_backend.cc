@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/cpu/attention.h"
 #include "engine/cpu/matmul.h"
+#include "engine/model/float16.h"
 
 namespace inferd {
 
@@ -74,23 +75,33 @@ absl::Status CheckWeights(const ModelWeights& w) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(std::shared_ptr<const ModelWeights> weights,
-                                                               const KvCacheConfig& kv_config, int num_threads) {
+                                                               const KvCacheConfig& kv_config, int num_threads,
+                                                               WeightType kv_dtype) {
   if (weights == nullptr) return absl::InvalidArgumentError("CpuBackend: no weights");
+  if (kv_dtype != WeightType::kF32 && kv_dtype != WeightType::kF16) {
+    return absl::InvalidArgumentError(absl::StrCat("CpuBackend: a KV cache of ", std::string(WeightTypeName(kv_dtype)),
+                                                   " (it holds float32 or float16)"));
+  }
   if (kv_config.num_blocks < 1 || kv_config.block_size < 1 || kv_config.block_size > 1024) {
     return absl::InvalidArgumentError(absl::StrCat("CpuBackend: invalid KV cache of ", kv_config.num_blocks,
                                                    " blocks of ", kv_config.block_size, " tokens"));
   }
   if (absl::Status s = CheckWeights(*weights); !s.ok()) return s;
-  return std::unique_ptr<CpuBackend>(new CpuBackend(std::move(weights), kv_config, num_threads));
+  return std::unique_ptr<CpuBackend>(new CpuBackend(std::move(weights), kv_config, num_threads, kv_dtype));
 }
 
-CpuBackend::CpuBackend(std::shared_ptr<const ModelWeights> weights, const KvCacheConfig& kv_config, int num_threads)
-    : weights_(std::move(weights)), kv_config_(kv_config), pool_(std::make_unique<cpu::ThreadPool>(num_threads)) {
+CpuBackend::CpuBackend(std::shared_ptr<const ModelWeights> weights, const KvCacheConfig& kv_config, int num_threads,
+                       WeightType kv_dtype)
+    : weights_(std::move(weights)),
+      kv_config_(kv_config),
+      kv_dtype_(kv_dtype),
+      pool_(std::make_unique<cpu::ThreadPool>(num_threads)) {
   const ModelConfig& c = weights_->config;
-  const size_t pool_floats = static_cast<size_t>(kv_config_.num_blocks) * kv_config_.block_size * c.kv_dim();
+  const size_t pool_bytes = static_cast<size_t>(kv_config_.num_blocks) * kv_config_.block_size * c.kv_dim() *
+                            RowBytes(kv_dtype_, 1);
   for (int layer = 0; layer < c.n_layers; ++layer) {
-    key_pools_.emplace_back(new float[pool_floats]);
-    value_pools_.emplace_back(new float[pool_floats]);
+    key_pools_.emplace_back(new std::byte[pool_bytes]);
+    value_pools_.emplace_back(new std::byte[pool_bytes]);
   }
 
   // The same float expressions as llama2.c, so rotations match it bit for bit.
@@ -107,16 +118,33 @@ CpuBackend::CpuBackend(std::shared_ptr<const ModelWeights> weights, const KvCach
   }
 }
 
-size_t CpuBackend::PoolOffset(int block, int slot_in_block) const {
-  return (static_cast<size_t>(block) * kv_config_.block_size + slot_in_block) * weights_->config.kv_dim();
+// A layer's pool holds, per physical block, each KV head's rows together:
+// [block][kv_head][slot][head_dim]. Attention then reads one head's rows of
+// a block as one contiguous run (4 KiB for 16 slots of 64 floats), which the
+// hardware prefetcher follows, instead of head_dim floats every kv_dim.
+size_t CpuBackend::PoolOffset(int block, int kv_head, int slot_in_block) const {
+  const ModelConfig& c = weights_->config;
+  return ((static_cast<size_t>(block) * c.n_kv_heads + kv_head) * kv_config_.block_size + slot_in_block) *
+         c.head_dim();
 }
 
-const float* CpuBackend::KeyAt(int layer, int block, int slot_in_block) const {
-  return key_pools_[layer].get() + PoolOffset(block, slot_in_block);
+std::vector<float> CpuBackend::CacheRow(const std::vector<std::unique_ptr<std::byte[]>>& pools, int layer, int block,
+                                        int slot_in_block, int kv_head) const {
+  const size_t at = PoolOffset(block, kv_head, slot_in_block);
+  std::vector<float> row(weights_->config.head_dim());
+  for (size_t d = 0; d < row.size(); ++d) {
+    row[d] = kv_dtype_ == WeightType::kF16 ? HalfToFloat(PoolData<uint16_t>(pools[layer])[at + d])
+                                           : PoolData<float>(pools[layer])[at + d];
+  }
+  return row;
 }
 
-const float* CpuBackend::ValueAt(int layer, int block, int slot_in_block) const {
-  return value_pools_[layer].get() + PoolOffset(block, slot_in_block);
+std::vector<float> CpuBackend::KeyAt(int layer, int block, int slot_in_block, int kv_head) const {
+  return CacheRow(key_pools_, layer, block, slot_in_block, kv_head);
+}
+
+std::vector<float> CpuBackend::ValueAt(int layer, int block, int slot_in_block, int kv_head) const {
+  return CacheRow(value_pools_, layer, block, slot_in_block, kv_head);
 }
 
 absl::Status CpuBackend::CheckBatch(const StepBatch& batch, absl::Span<float> logits) const {
@@ -245,15 +273,24 @@ void CpuBackend::QkvProjections(int layer, int num_tokens) {
 
 // Appends this step's K and V into the sequences' blocks.
 void CpuBackend::WriteKv(int layer, const StepBatch& batch) {
-  const int kv_dim = weights_->config.kv_dim();
+  const ModelConfig& c = weights_->config;
+  const int head_dim = c.head_dim();
   const int bs = kv_config_.block_size;
   for (const SequenceSlice& s : batch.sequences) {
     for (int i = 0; i < s.num_tokens; ++i) {
       const int t = s.token_start + i;
       const int pos = batch.positions[t];
-      const size_t offset = PoolOffset(s.block_table[pos / bs], pos % bs);
-      std::memcpy(key_pools_[layer].get() + offset, &k_[static_cast<size_t>(t) * kv_dim], kv_dim * sizeof(float));
-      std::memcpy(value_pools_[layer].get() + offset, &v_[static_cast<size_t>(t) * kv_dim], kv_dim * sizeof(float));
+      for (int h = 0; h < c.n_kv_heads; ++h) {
+        const size_t at = PoolOffset(s.block_table[pos / bs], h, pos % bs);
+        const size_t from = static_cast<size_t>(t) * c.kv_dim() + static_cast<size_t>(h) * head_dim;
+        if (kv_dtype_ == WeightType::kF16) {
+          cpu::FloatsToHalves(&k_[from], head_dim, PoolData<uint16_t>(key_pools_[layer]) + at);
+          cpu::FloatsToHalves(&v_[from], head_dim, PoolData<uint16_t>(value_pools_[layer]) + at);
+        } else {
+          std::memcpy(PoolData<float>(key_pools_[layer]) + at, &k_[from], head_dim * sizeof(float));
+          std::memcpy(PoolData<float>(value_pools_[layer]) + at, &v_[from], head_dim * sizeof(float));
+        }
+      }
     }
   }
 }
@@ -286,13 +323,23 @@ void CpuBackend::Attend(int layer, const StepBatch& batch) {
 // softmax(q·K / sqrt(head_dim)) · V for one token and head, streamed over
 // the sequence's blocks (attention.h).
 void CpuBackend::AttendHead(int layer, const SequenceSlice& s, int t, int h) {
+  if (kv_dtype_ == WeightType::kF16) {
+    AttendHeadIn<uint16_t>(layer, s, t, h);
+  } else {
+    AttendHeadIn<float>(layer, s, t, h);
+  }
+}
+
+template <typename T>
+void CpuBackend::AttendHeadIn(int layer, const SequenceSlice& s, int t, int h) {
   const ModelConfig& c = weights_->config;
   const int head_dim = c.head_dim();
-  const size_t kv_offset = static_cast<size_t>(h / (c.n_heads / c.n_kv_heads)) * head_dim;
-  const cpu::PagedRows keys{key_pools_[layer].get() + kv_offset, s.block_table.data(), kv_config_.block_size,
-                            static_cast<size_t>(c.kv_dim())};
-  const cpu::PagedRows values{value_pools_[layer].get() + kv_offset, s.block_table.data(), kv_config_.block_size,
-                              static_cast<size_t>(c.kv_dim())};
+  const size_t kv_offset = PoolOffset(0, h / (c.n_heads / c.n_kv_heads), 0);
+  const size_t block_stride = PoolOffset(1, 0, 0);
+  const cpu::PagedRows<T> keys{PoolData<T>(key_pools_[layer]) + kv_offset, s.block_table.data(),
+                               kv_config_.block_size, block_stride, static_cast<size_t>(head_dim)};
+  const cpu::PagedRows<T> values{PoolData<T>(value_pools_[layer]) + kv_offset, s.block_table.data(),
+                                 kv_config_.block_size, block_stride, static_cast<size_t>(head_dim)};
   const int context = s.context_len - s.num_tokens + (t - s.token_start) + 1;
   const size_t q_at = static_cast<size_t>(t) * c.q_dim() + static_cast<size_t>(h) * head_dim;
   cpu::AttendPaged(&q_[q_at], keys, values, context, head_dim, &att_out_[q_at]);

@@ -8,7 +8,9 @@
 // for the length of a step and asleep between steps.
 #pragma once
 
+#include <cstddef>
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -21,11 +23,21 @@ namespace inferd {
 
 class CpuBackend final : public Backend {
  public:
-  // Allocates the K and V pools ([num_blocks][block_size][n_kv_heads]
-  // [head_dim] per layer), the RoPE tables and `num_threads` threads (the
-  // caller's included; < 1: every core the process may use).
+  // Allocates the K and V pools ([num_blocks][n_kv_heads][block_size]
+  // [head_dim] per layer, of kv_dtype: float32 or float16), the RoPE tables
+  // and `num_threads` threads (the caller's included; < 1: every core the
+  // process may use).
   static absl::StatusOr<std::unique_ptr<CpuBackend>> Create(std::shared_ptr<const ModelWeights> weights,
-                                                            const KvCacheConfig& kv_config, int num_threads = 0);
+                                                            const KvCacheConfig& kv_config, int num_threads = 0,
+                                                            WeightType kv_dtype = WeightType::kF32);
+
+  // The KV cache type `--kv-cache-dtype auto` picks: float32 beside float32
+  // weights (the reference: exact against llama2.c's outputs), float16
+  // beside narrower weights (as llama.cpp holds its cache by default), which
+  // halves the bytes attention reads.
+  static WeightType AutoKvDtype(WeightType weights) {
+    return weights == WeightType::kF32 ? WeightType::kF32 : WeightType::kF16;
+  }
 
   absl::Status Forward(const StepBatch& batch, absl::Span<float> logits) override;
 
@@ -35,13 +47,17 @@ class CpuBackend final : public Backend {
   std::string_view dtype() const override { return WeightTypeName(weights_->dtype); }
   int num_threads() const { return pool_->num_threads(); }
 
-  // Read access to the cache, for tests: the K (or V) vector of `layer` at
-  // slot `slot_in_block` of physical `block`.
-  const float* KeyAt(int layer, int block, int slot_in_block) const;
-  const float* ValueAt(int layer, int block, int slot_in_block) const;
+  std::string_view kv_cache_dtype() const override { return WeightTypeName(kv_dtype_); }
+
+  // Read access to the cache, for tests: KV head `kv_head`'s K (or V)
+  // vector of `layer` at slot `slot_in_block` of physical `block`, widened
+  // to float.
+  std::vector<float> KeyAt(int layer, int block, int slot_in_block, int kv_head) const;
+  std::vector<float> ValueAt(int layer, int block, int slot_in_block, int kv_head) const;
 
  private:
-  CpuBackend(std::shared_ptr<const ModelWeights> weights, const KvCacheConfig& kv_config, int num_threads);
+  CpuBackend(std::shared_ptr<const ModelWeights> weights, const KvCacheConfig& kv_config, int num_threads,
+             WeightType kv_dtype);
 
   absl::Status CheckBatch(const StepBatch& batch, absl::Span<float> logits) const;
   void EnsureWorkspace(int num_tokens, int num_logit_rows);
@@ -53,6 +69,8 @@ class CpuBackend final : public Backend {
   void WriteKv(int layer, const StepBatch& batch);
   void Attend(int layer, const StepBatch& batch);
   void AttendHead(int layer, const SequenceSlice& s, int token, int head);
+  template <typename T>
+  void AttendHeadIn(int layer, const SequenceSlice& s, int token, int head);
   void FeedForwardBlock(int layer, int num_tokens);
   void Classifier(const StepBatch& batch, absl::Span<float> logits);
 
@@ -60,14 +78,22 @@ class CpuBackend final : public Backend {
   static void AddBias(const float* bias, int rows, int size, float* out);
   static void AddRows(const float* delta, int rows, int size, float* x);
   void Rope(float* vectors, int num_heads, const int* positions, int num_tokens) const;
-  size_t PoolOffset(int block, int slot_in_block) const;
+  size_t PoolOffset(int block, int kv_head, int slot_in_block) const;
 
   std::shared_ptr<const ModelWeights> weights_;
   KvCacheConfig kv_config_;
-  // Per layer. Left uninitialized: the OS commits pages as blocks are first
-  // written, so a large pool costs nothing until it is used.
-  std::vector<std::unique_ptr<float[]>> key_pools_;
-  std::vector<std::unique_ptr<float[]>> value_pools_;
+  WeightType kv_dtype_;
+  // Per layer, elements of kv_dtype_. Left uninitialized: the OS commits
+  // pages as blocks are first written, so a large pool costs nothing until
+  // it is used.
+  std::vector<std::unique_ptr<std::byte[]>> key_pools_;
+  std::vector<std::unique_ptr<std::byte[]>> value_pools_;
+  template <typename T>
+  static T* PoolData(const std::unique_ptr<std::byte[]>& pool) {
+    return reinterpret_cast<T*>(pool.get());
+  }
+  std::vector<float> CacheRow(const std::vector<std::unique_ptr<std::byte[]>>& pools, int layer, int block,
+                              int slot_in_block, int kv_head) const;
   std::vector<float> rope_cos_;  // [max_seq_len][head_dim / 2]
   std::vector<float> rope_sin_;
 

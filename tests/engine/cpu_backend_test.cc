@@ -162,19 +162,23 @@ TEST_P(CpuBackendTest, PagedDecodeMatchesContiguousReference) {
   }
 }
 
-void ExpectPrefillEqualsSingleTokenSteps(std::shared_ptr<const ModelWeights> weights) {
+// The batching properties below hold for both cache types; unless a test
+// says otherwise the cache is the one `--kv-cache-dtype auto` picks (float16
+// beside narrower weights).
+void ExpectPrefillEqualsSingleTokenSteps(std::shared_ptr<const ModelWeights> weights,
+                                         WeightType kv_dtype) {
   const ModelConfig& c = weights->config;
   const int n = 45;
   const std::vector<int> tokens = RandomTokens(n, c.vocab_size, 3);
   const std::vector<int> table = ScatteredBlocks(4, 16, 4);
 
-  auto prefill = CpuBackend::Create(weights, {.num_blocks = 16, .block_size = 16});
+  auto prefill = CpuBackend::Create(weights, {.num_blocks = 16, .block_size = 16}, 0, kv_dtype);
   std::vector<float> prefill_logits(c.vocab_size);
   StepBatch batch;
   batch.AddSequence(tokens, n, table, true);
   ASSERT_TRUE((*prefill)->Forward(batch, absl::MakeSpan(prefill_logits)).ok());
 
-  auto stepwise = CpuBackend::Create(weights, {.num_blocks = 16, .block_size = 16});
+  auto stepwise = CpuBackend::Create(weights, {.num_blocks = 16, .block_size = 16}, 0, kv_dtype);
   std::vector<float> step_logits(c.vocab_size);
   for (int pos = 0; pos < n; ++pos) {
     batch.Clear();
@@ -185,16 +189,21 @@ void ExpectPrefillEqualsSingleTokenSteps(std::shared_ptr<const ModelWeights> wei
   EXPECT_EQ(prefill_logits, step_logits);
   for (int layer = 0; layer < c.n_layers; ++layer) {
     for (int pos = 0; pos < n; ++pos) {
-      const float* a = (*prefill)->KeyAt(layer, table[pos / 16], pos % 16);
-      const float* b = (*stepwise)->KeyAt(layer, table[pos / 16], pos % 16);
-      ASSERT_TRUE(std::equal(a, a + c.kv_dim(), b)) << "layer " << layer << " pos " << pos;
+      for (int h = 0; h < c.n_kv_heads; ++h) {
+        ASSERT_EQ((*prefill)->KeyAt(layer, table[pos / 16], pos % 16, h),
+                  (*stepwise)->KeyAt(layer, table[pos / 16], pos % 16, h))
+            << "layer " << layer << " pos " << pos << " head " << h;
+        ASSERT_EQ((*prefill)->ValueAt(layer, table[pos / 16], pos % 16, h),
+                  (*stepwise)->ValueAt(layer, table[pos / 16], pos % 16, h))
+            << "layer " << layer << " pos " << pos << " head " << h;
+      }
     }
   }
 }
 
 // Sequences of different lengths, prefill chunks and decodes in one step
 // give each sequence exactly the logits it gets alone.
-void ExpectMixedBatchEqualsEachSequenceAlone(std::shared_ptr<const ModelWeights> weights) {
+void ExpectMixedBatchEqualsEachSequenceAlone(std::shared_ptr<const ModelWeights> weights, WeightType kv_dtype) {
   const ModelConfig& c = weights->config;
   struct Seq {
     std::vector<int> tokens;
@@ -212,7 +221,7 @@ void ExpectMixedBatchEqualsEachSequenceAlone(std::shared_ptr<const ModelWeights>
   // Solo: each sequence's prompt in one prefill, then one decode token.
   std::vector<std::vector<float>> solo(4, std::vector<float>(c.vocab_size));
   for (int i = 0; i < 4; ++i) {
-    auto backend = CpuBackend::Create(weights, {.num_blocks = kBlocks, .block_size = 16});
+    auto backend = CpuBackend::Create(weights, {.num_blocks = kBlocks, .block_size = 16}, 0, kv_dtype);
     StepBatch b;
     b.AddSequence(absl::MakeConstSpan(seqs[i].tokens.data(), lengths[i]), lengths[i], seqs[i].table, false);
     ASSERT_TRUE((*backend)->Forward(b, {}).ok());
@@ -222,7 +231,7 @@ void ExpectMixedBatchEqualsEachSequenceAlone(std::shared_ptr<const ModelWeights>
   }
   // Batched: step 1 has every prompt but the longest chunked in two; step 2
   // mixes the rest of that prompt with decodes.
-  auto backend = CpuBackend::Create(weights, {.num_blocks = kBlocks, .block_size = 16});
+  auto backend = CpuBackend::Create(weights, {.num_blocks = kBlocks, .block_size = 16}, 0, kv_dtype);
   StepBatch b;
   for (int i = 0; i < 4; ++i) {
     const int take = i == 2 ? 25 : lengths[i];
@@ -246,9 +255,19 @@ void ExpectMixedBatchEqualsEachSequenceAlone(std::shared_ptr<const ModelWeights>
   }
 }
 
-TEST_P(CpuBackendTest, PrefillEqualsSingleTokenSteps) { ExpectPrefillEqualsSingleTokenSteps(Weights()); }
+TEST_P(CpuBackendTest, PrefillEqualsSingleTokenSteps) {
+  ExpectPrefillEqualsSingleTokenSteps(Weights(), WeightType::kF32);
+}
 
-TEST_P(CpuBackendTest, MixedBatchEqualsEachSequenceAlone) { ExpectMixedBatchEqualsEachSequenceAlone(Weights()); }
+TEST_P(CpuBackendTest, MixedBatchEqualsEachSequenceAlone) {
+  ExpectMixedBatchEqualsEachSequenceAlone(Weights(), WeightType::kF32);
+}
+
+// A float16 cache beside float32 weights (--kv-cache-dtype float16).
+TEST_P(CpuBackendTest, Float16CacheKeepsBatchesInvariant) {
+  ExpectPrefillEqualsSingleTokenSteps(Weights(), WeightType::kF16);
+  ExpectMixedBatchEqualsEachSequenceAlone(Weights(), WeightType::kF16);
+}
 
 INSTANTIATE_TEST_SUITE_P(Models, CpuBackendTest, ::testing::Values("stories260K", "dummy_tiny"));
 
@@ -265,9 +284,15 @@ class CpuBackendDtypeTest : public ::testing::TestWithParam<std::tuple<std::stri
   }
 };
 
-TEST_P(CpuBackendDtypeTest, PrefillEqualsSingleTokenSteps) { ExpectPrefillEqualsSingleTokenSteps(Weights()); }
+TEST_P(CpuBackendDtypeTest, PrefillEqualsSingleTokenSteps) {
+  const std::shared_ptr<const ModelWeights> weights = Weights();
+  ExpectPrefillEqualsSingleTokenSteps(weights, CpuBackend::AutoKvDtype(weights->dtype));
+}
 
-TEST_P(CpuBackendDtypeTest, MixedBatchEqualsEachSequenceAlone) { ExpectMixedBatchEqualsEachSequenceAlone(Weights()); }
+TEST_P(CpuBackendDtypeTest, MixedBatchEqualsEachSequenceAlone) {
+  const std::shared_ptr<const ModelWeights> weights = Weights();
+  ExpectMixedBatchEqualsEachSequenceAlone(weights, CpuBackend::AutoKvDtype(weights->dtype));
+}
 
 std::string DtypeTestName(const ::testing::TestParamInfo<std::tuple<std::string, WeightType>>& info) {
   return std::get<0>(info.param) + "_" + std::string(WeightTypeName(std::get<1>(info.param)));

@@ -1,10 +1,13 @@
 // `inferd generate --dtype`: the fp32 stories260K checkpoint converted at
 // load and served through the real binary against the public golden outputs
-// (llama2.c's run.c, fp32, greedy). float16 reproduces them; bfloat16 keeps
-// the first tokens of every prompt; bad values fail with one clear line.
+// (llama2.c's run.c, fp32, greedy). float16 reproduces them (with a float32
+// cache); bfloat16 weights and a float16 cache keep the first tokens of every
+// prompt; bad values fail with one clear line.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -63,14 +66,36 @@ std::vector<size_t> KeptTokens(const GenerateRun& run) {
   return kept;
 }
 
+// float16 weights hold the checkpoint's values closely enough that, with
+// the cache in float32, greedy decoding does not change at all.
 TEST(DtypeGoldenTest, Float16ReproducesEveryGoldenOutput) {
-  const GenerateRun run = GenerateAll("--dtype float16");
+  const GenerateRun run = GenerateAll("--dtype float16 --kv-cache-dtype float32");
   ASSERT_EQ(run.exit_code, 0) << run.output;
   EXPECT_NE(run.output.find("converted 0.3M weights float32 -> float16 in "), std::string::npos) << run.output;
   const auto golden = GoldenLines();
   const std::vector<size_t> kept = KeptTokens(run);
   for (size_t i = 0; i < kept.size(); ++i) {
     EXPECT_EQ(kept[i], golden[i]["output_ids"].size()) << golden[i]["prompt"];
+  }
+}
+
+// A float16 cache (what auto picks beside float16 weights, and what
+// --kv-cache-dtype float16 asks for beside float32 ones) rounds every K and V
+// to 11 significant bits: greedy decoding keeps at least the first 64 tokens
+// of every prompt (128 and more seen), and the log says which cache it is.
+TEST(DtypeGoldenTest, Float16CacheKeepsTheFirstTokensOfEveryPrompt) {
+  for (const char* flags : {"--dtype float16", "--kv-cache-dtype float16"}) {
+    SCOPED_TRACE(flags);
+    const GenerateRun run = GenerateAll(flags);
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+    const auto golden = GoldenLines();
+    const std::vector<size_t> kept = KeptTokens(run);
+    size_t fewest = SIZE_MAX;
+    for (size_t i = 0; i < kept.size(); ++i) {
+      EXPECT_GE(kept[i], 64u) << golden[i]["prompt"];
+      fewest = std::min(fewest, kept[i]);
+    }
+    std::printf("%s: at least %zu golden tokens kept per prompt\n", flags, fewest);
   }
 }
 
@@ -115,6 +140,9 @@ TEST(DtypeGoldenTest, BadValuesFailWithOneClearLine) {
   EXPECT_NE(cuda.output.find("--dtype q8_0: the CUDA backend computes in float32, float16 or bfloat16"),
             std::string::npos)
       << cuda.output;
+  const GenerateRun kv = GenerateAll("--kv-cache-dtype q8_0");
+  EXPECT_NE(kv.exit_code, 0);
+  EXPECT_NE(kv.output.find("--kv-cache-dtype: q8_0 not in {auto,float32,float16}"), std::string::npos) << kv.output;
   const GenerateRun threads = GenerateAll("--cpu-threads -1");
   EXPECT_NE(threads.exit_code, 0);
   EXPECT_NE(threads.output.find("--cpu-threads"), std::string::npos) << threads.output;

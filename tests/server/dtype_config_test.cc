@@ -1,4 +1,4 @@
-// The `dtype` and `cpu_threads` keys of the YAML config (and their flags):
+// The `dtype`, `kv_cache_dtype` and `cpu_threads` keys of the YAML config (and their flags):
 // every value --dtype takes, and a clear error for the rest.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -22,6 +22,12 @@ TEST(DtypeConfig, YamlTakesEveryWeightType) {
   ASSERT_TRUE(defaults.ok());
   EXPECT_EQ(defaults->dtype, "auto");
   EXPECT_EQ(defaults->cpu_threads, 0);
+  EXPECT_EQ(defaults->kv_cache_dtype, "auto");
+  for (const char* kv : {"auto", "float32", "float16"}) {
+    auto config = ServerConfigFromYaml(std::string("kv_cache_dtype: ") + kv + "\n", "inferd.yaml");
+    ASSERT_TRUE(config.ok()) << kv << ": " << config.status();
+    EXPECT_EQ(config->kv_cache_dtype, kv);
+  }
 }
 
 TEST(DtypeConfig, YamlRefusesOtherValuesNamingTheKey) {
@@ -29,6 +35,9 @@ TEST(DtypeConfig, YamlRefusesOtherValuesNamingTheKey) {
   ASSERT_FALSE(bad.ok());
   EXPECT_THAT(bad.status().message(), HasSubstr("dtype"));
   EXPECT_THAT(bad.status().message(), HasSubstr("q8_0"));
+  auto kv = ServerConfigFromYaml("kv_cache_dtype: q8_0\n", "inferd.yaml");
+  ASSERT_FALSE(kv.ok());
+  EXPECT_THAT(kv.status().message(), HasSubstr("kv_cache_dtype"));
   auto threads = ServerConfigFromYaml("cpu_threads: -1\n", "inferd.yaml");
   ASSERT_FALSE(threads.ok());
   EXPECT_THAT(threads.status().message(), HasSubstr("cpu_threads"));

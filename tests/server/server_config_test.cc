@@ -62,6 +62,7 @@ const std::map<std::string, std::string>& SampleValues() {
       {"max_model_len", "128"},
       {"backend", "auto"},
       {"dtype", "bfloat16"},
+      {"kv_cache_dtype", "float16"},
       {"cpu_threads", "3"},
       {"gpu_memory_utilization", "0.5"},
       {"kv_cache_blocks", "100"},

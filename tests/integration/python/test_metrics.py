@@ -270,6 +270,10 @@ class ScrapeTest(ServerTestCase):
                 self.assertTrue(any(n == "inferd_requests_total" and labels.get("status") == status
                                     for n, labels, _ in self.scrape.samples))
 
+    def test_cache_config_info_names_the_cache_dtype(self):
+        # float32 weights: --kv-cache-dtype auto holds the cache in float32.
+        self.assertEqual(self.scrape.value("inferd_cache_config_info", cache_dtype="float32", block_size="16"), 1)
+
     def test_dashboard_queries_only_exported_metrics(self):
         exprs = dashboard_exprs()
         self.assertTrue(exprs, "the dashboard has no queries")
