@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -100,8 +102,8 @@ CpuBackend::CpuBackend(std::shared_ptr<const ModelWeights> weights, const KvCach
   const size_t pool_bytes = static_cast<size_t>(kv_config_.num_blocks) * kv_config_.block_size * c.kv_dim() *
                             RowBytes(kv_dtype_, 1);
   for (int layer = 0; layer < c.n_layers; ++layer) {
-    key_pools_.emplace_back(new std::byte[pool_bytes]);
-    value_pools_.emplace_back(new std::byte[pool_bytes]);
+    key_pools_.push_back(AllocatePool(pool_bytes));
+    value_pools_.push_back(AllocatePool(pool_bytes));
   }
 
   // The same float expressions as llama2.c, so rotations match it bit for bit.
@@ -128,8 +130,25 @@ size_t CpuBackend::PoolOffset(int block, int kv_head, int slot_in_block) const {
          c.head_dim();
 }
 
-std::vector<float> CpuBackend::CacheRow(const std::vector<std::unique_ptr<std::byte[]>>& pools, int layer, int block,
-                                        int slot_in_block, int kv_head) const {
+// A pool on 2 MiB boundaries, on transparent huge pages: a decode step reads
+// a few KiB from each of hundreds of scattered blocks per layer, and with
+// 4 KiB pages each such run costs a TLB miss whose page walk, over a pool of
+// gigabytes, misses the caches too (served q8_0 decode at 1 stream: 5%
+// slower without). Pages are still committed only as blocks are first
+// written.
+CpuBackend::Pool CpuBackend::AllocatePool(size_t bytes) {
+  constexpr size_t kHugePage = size_t{2} << 20;
+  const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+  void* p = std::aligned_alloc(kHugePage, rounded);
+  if (p == nullptr) throw std::bad_alloc();
+  AdviseHugePages(p, rounded);
+  return Pool(static_cast<std::byte*>(p));
+}
+
+void CpuBackend::FreePool::operator()(std::byte* p) const { std::free(p); }
+
+std::vector<float> CpuBackend::CacheRow(const std::vector<Pool>& pools, int layer, int block, int slot_in_block,
+                                        int kv_head) const {
   const size_t at = PoolOffset(block, kv_head, slot_in_block);
   std::vector<float> row(weights_->config.head_dim());
   for (size_t d = 0; d < row.size(); ++d) {

@@ -86,14 +86,19 @@ class CpuBackend final : public Backend {
   // Per layer, elements of kv_dtype_. Left uninitialized: the OS commits
   // pages as blocks are first written, so a large pool costs nothing until
   // it is used.
-  std::vector<std::unique_ptr<std::byte[]>> key_pools_;
-  std::vector<std::unique_ptr<std::byte[]>> value_pools_;
+  struct FreePool {
+    void operator()(std::byte* p) const;
+  };
+  using Pool = std::unique_ptr<std::byte, FreePool>;
+  static Pool AllocatePool(size_t bytes);
+  std::vector<Pool> key_pools_;
+  std::vector<Pool> value_pools_;
   template <typename T>
-  static T* PoolData(const std::unique_ptr<std::byte[]>& pool) {
+  static T* PoolData(const Pool& pool) {
     return reinterpret_cast<T*>(pool.get());
   }
-  std::vector<float> CacheRow(const std::vector<std::unique_ptr<std::byte[]>>& pools, int layer, int block,
-                              int slot_in_block, int kv_head) const;
+  std::vector<float> CacheRow(const std::vector<Pool>& pools, int layer, int block, int slot_in_block,
+                              int kv_head) const;
   std::vector<float> rope_cos_;  // [max_seq_len][head_dim / 2]
   std::vector<float> rope_sin_;
 

@@ -7,7 +7,6 @@
 #include <vector>
 
 namespace inferd {
-namespace {
 
 void AdviseHugePages(void* data, size_t bytes) {
   constexpr uintptr_t kHugePage = uintptr_t{2} << 20;
@@ -17,8 +16,6 @@ void AdviseHugePages(void* data, size_t bytes) {
   // Only advice: without THP (or on failure) we just get small pages.
   if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
 }
-
-}  // namespace
 
 std::string_view WeightTypeName(WeightType type) {
   switch (type) {

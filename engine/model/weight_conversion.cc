@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -100,25 +101,43 @@ absl::StatusOr<ConvertedWeights> ConvertWeights(std::shared_ptr<const ModelWeigh
   }
   if (all_there && src->dtype == type) return ConvertedWeights{std::move(src), ""};
 
-  // One buffer per tensor, filled in chunks of about 256K elements by every
-  // thread: converting a 7B model is seconds of work.
-  std::vector<Job> jobs;
-  int64_t elements = 0;
-  auto place = [&](Tensor& t, WeightType to) {
-    if (t.empty()) return;
-    auto bytes = std::make_shared<std::vector<char>>(static_cast<size_t>(t.rows) * RowBytes(to, t.cols));
-    const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(t.cols, 1));
-    for (int64_t r = 0; r < t.rows; r += chunk) jobs.push_back({t, bytes->data(), to, r, std::min(t.rows, r + chunk)});
-    t = Tensor{to, bytes->data(), t.rows, t.cols};
-    w->owners.push_back(std::move(bytes));
+  // Every tensor in one buffer on huge pages (a decode step streams all of
+  // them; per-tensor buffers of a few MiB would mostly miss the 2 MiB
+  // boundaries), each on a 64-byte line, filled in chunks of about 256K
+  // elements by every thread: converting a 7B model is seconds of work.
+  struct Placement {
+    Tensor* t;
+    WeightType to;
+    size_t offset;
   };
+  std::vector<Placement> placements;
+  size_t total = 0;
+  auto plan = [&](Tensor& t, WeightType to) {
+    if (t.empty()) return;
+    placements.push_back({&t, to, total});
+    total += (static_cast<size_t>(t.rows) * RowBytes(to, t.cols) + 63) / 64 * 64;
+  };
+  int64_t elements = 0;
   for (NamedTensor& m : matrices) {
     if (!m.t->empty()) elements += m.t->rows * m.t->cols;
-    place(*m.t, type);
+    plan(*m.t, type);
   }
   // Norms and biases are F32 already (loaders widen them); copied so that
   // nothing points into `src`'s buffers.
-  for (NamedTensor& v : vectors) place(*v.t, WeightType::kF32);
+  for (NamedTensor& v : vectors) plan(*v.t, WeightType::kF32);
+  constexpr size_t kLine = 64;
+  auto buffer = std::shared_ptr<char>(static_cast<char*>(std::aligned_alloc(kLine, std::max(total, kLine))), std::free);
+  if (buffer == nullptr) return absl::ResourceExhaustedError(absl::StrCat("--dtype: ", total, " bytes not available"));
+  AdviseHugePages(buffer.get(), total);
+  w->owners.push_back(buffer);
+  std::vector<Job> jobs;
+  for (const Placement& p : placements) {
+    Tensor& t = *p.t;
+    char* data = buffer.get() + p.offset;
+    const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(t.cols, 1));
+    for (int64_t r = 0; r < t.rows; r += chunk) jobs.push_back({t, data, p.to, r, std::min(t.rows, r + chunk)});
+    t = Tensor{p.to, data, t.rows, t.cols};
+  }
   if (tied) w->wcls = w->token_embedding;
   cpu::ThreadPool pool(num_threads);
   pool.ParallelFor(static_cast<int64_t>(jobs.size()), 1, [&](int64_t begin, int64_t end) {
