@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <cmath>
 
+#include "engine/expf_x8.h"
 #include "engine/model/float16.h"
 
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__) && INFERD_EXPF_X8
 #include <immintrin.h>
+#define INFERD_ATTENTION_AVX2 1
 #endif
 
 namespace inferd::cpu {
@@ -17,80 +19,93 @@ constexpr int kTile = 32;
 inline float ToFloat(float x) { return x; }
 inline float ToFloat(uint16_t h) { return HalfToFloat(h); }
 
-// Walks the rows of a PagedRows in order without a division per row. On
-// entering a block it prefetches the next one: a sequence's blocks are
-// scattered over the pool, so the hardware prefetcher, which follows a
-// stream within a page, would start each block cold.
+// The K and V rows of one tile of keys.
 template <typename T>
-class RowCursor {
+struct TileRows {
+  const T* k[kTile];
+  const T* v[kTile];
+};
+
+// Walks the rows of a K and a V PagedRows tile by tile, without a division
+// per row. On entering a block it prefetches the next one: a sequence's
+// blocks are scattered over the pool, so the hardware prefetcher, which
+// follows a stream within a page, would start each block cold.
+template <typename T>
+class TileWalker {
  public:
-  RowCursor(const PagedRows<T>& rows, int context) : rows_(rows), num_blocks_((context + rows.block_size - 1) / rows.block_size) {
+  TileWalker(const PagedRows<T>& keys, const PagedRows<T>& values, int context)
+      : keys_(keys), values_(values), num_blocks_((context + keys.block_size - 1) / keys.block_size) {
     Prefetch(0);
   }
-  const T* Next() {
-    if (slot_ == 0) Prefetch(block_ + 1);
-    const T* row = BlockStart(block_) + static_cast<size_t>(slot_) * rows_.row_stride;
-    if (++slot_ == rows_.block_size) {
-      slot_ = 0;
-      ++block_;
+
+  // The next `count` rows.
+  void Next(int count, TileRows<T>* rows) {
+    for (int i = 0; i < count; ++i) {
+      if (slot_ == 0) Prefetch(block_ + 1);
+      const size_t at = static_cast<size_t>(keys_.block_table[block_]) * keys_.block_stride +
+                        static_cast<size_t>(slot_) * keys_.row_stride;
+      rows->k[i] = keys_.data + at;
+      rows->v[i] = values_.data + at;
+      if (++slot_ == keys_.block_size) {
+        slot_ = 0;
+        ++block_;
+      }
     }
-    return row;
   }
 
  private:
-  const T* BlockStart(int block) const {
-    return rows_.data + static_cast<size_t>(rows_.block_table[block]) * rows_.block_stride;
-  }
   void Prefetch(int block) const {
     if (block >= num_blocks_) return;
-    const char* start = reinterpret_cast<const char*>(BlockStart(block));
-    const size_t bytes = static_cast<size_t>(rows_.block_size) * rows_.row_stride * sizeof(T);
-    for (size_t at = 0; at < bytes; at += 64) __builtin_prefetch(start + at);
+    const size_t at = static_cast<size_t>(keys_.block_table[block]) * keys_.block_stride;
+    const size_t bytes = static_cast<size_t>(keys_.block_size) * keys_.row_stride * sizeof(T);
+    const char* k = reinterpret_cast<const char*>(keys_.data + at);
+    const char* v = reinterpret_cast<const char*>(values_.data + at);
+    for (size_t b = 0; b < bytes; b += 64) {
+      __builtin_prefetch(k + b);
+      __builtin_prefetch(v + b);
+    }
   }
 
-  const PagedRows<T>& rows_;
+  const PagedRows<T>& keys_;
+  const PagedRows<T>& values_;
   const int num_blocks_;
   int block_ = 0;
   int slot_ = 0;
 };
 
+// One query's running state between tiles: the maximum score so far and
+// the sum of exp(score - maximum); the weighted V sum lives in its out row.
+struct SoftmaxState {
+  float max_score = -INFINITY;
+  float sum = 0.0f;
+};
+
+// One query over the first `count` rows of a tile.
 template <typename T>
-void AttendPortable(const float* q, const PagedRows<T>& keys, const PagedRows<T>& values, int context, int head_dim,
-                    float* out) {
-  const float sqrt_head_dim = sqrtf(static_cast<float>(head_dim));
-  RowCursor<T> k_rows(keys, context), v_rows(values, context);
-  std::fill_n(out, head_dim, 0.0f);
-  float max_score = -INFINITY, sum = 0.0f;
+void TilePortable(const float* q, const TileRows<T>& rows, int count, int head_dim, float sqrt_head_dim, float* acc,
+                  SoftmaxState* state) {
   float scores[kTile];
-  for (int p0 = 0; p0 < context; p0 += kTile) {
-    const int count = std::min(kTile, context - p0);
-    float tile_max = max_score;
-    for (int i = 0; i < count; ++i) {
-      const T* k = k_rows.Next();
-      float dot = 0.0f;
-      for (int d = 0; d < head_dim; ++d) dot += q[d] * ToFloat(k[d]);
-      scores[i] = dot / sqrt_head_dim;
-      tile_max = std::max(tile_max, scores[i]);
-    }
-    if (tile_max > max_score) {
-      const float rescale = expf(max_score - tile_max);  // 0 on the first tile
-      sum *= rescale;
-      for (int d = 0; d < head_dim; ++d) out[d] *= rescale;
-      max_score = tile_max;
-    }
-    for (int i = 0; i < count; ++i) {
-      const float a = expf(scores[i] - max_score);
-      sum += a;
-      const T* v = v_rows.Next();
-      for (int d = 0; d < head_dim; ++d) out[d] += a * ToFloat(v[d]);
-    }
+  float tile_max = state->max_score;
+  for (int i = 0; i < count; ++i) {
+    float dot = 0.0f;
+    for (int d = 0; d < head_dim; ++d) dot += q[d] * ToFloat(rows.k[i][d]);
+    scores[i] = dot / sqrt_head_dim;
+    tile_max = std::max(tile_max, scores[i]);
   }
-  const float inv_sum = 1.0f / sum;
-  for (int d = 0; d < head_dim; ++d) out[d] *= inv_sum;
+  if (tile_max > state->max_score) {
+    const float rescale = expf(state->max_score - tile_max);  // 0 on the first tile
+    state->sum *= rescale;
+    for (int d = 0; d < head_dim; ++d) acc[d] *= rescale;
+    state->max_score = tile_max;
+  }
+  for (int i = 0; i < count; ++i) {
+    const float a = expf(scores[i] - state->max_score);
+    state->sum += a;
+    for (int d = 0; d < head_dim; ++d) acc[d] += a * ToFloat(rows.v[i][d]);
+  }
 }
 
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-#define INFERD_ATTENTION_AVX2 1
+#ifdef INFERD_ATTENTION_AVX2
 
 inline __m256 Load8(const float* p) { return _mm256_loadu_ps(p); }
 inline __m256 Load8(const uint16_t* p) {
@@ -103,96 +118,130 @@ inline float Reduce(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
 }
 
-// head_dim = 8 * V.
+// TilePortable for head_dim = 8 * V, q and the V sum in registers.
 template <int V, typename T>
-void AttendAvx2(const float* q, const PagedRows<T>& keys, const PagedRows<T>& values, int context, float* out) {
-  const float sqrt_head_dim = sqrtf(static_cast<float>(8 * V));
-  RowCursor<T> k_rows(keys, context), v_rows(values, context);
+void TileAvx2(const float* q, const TileRows<T>& rows, int count, float sqrt_head_dim, float* acc_row,
+              SoftmaxState* state) {
   __m256 qv[V], acc[V];
   for (int j = 0; j < V; ++j) {
     qv[j] = _mm256_loadu_ps(q + 8 * j);
-    acc[j] = _mm256_setzero_ps();
+    acc[j] = _mm256_loadu_ps(acc_row + 8 * j);
   }
-  float max_score = -INFINITY, sum = 0.0f;
   alignas(32) float scores[kTile];
-  for (int p0 = 0; p0 < context; p0 += kTile) {
-    const int count = std::min(kTile, context - p0);
-    float tile_max = max_score;
-    int i = 0;
-    // Four keys at a time: four independent FMA chains.
-    for (; i + 4 <= count; i += 4) {
-      const T* k0 = k_rows.Next();
-      const T* k1 = k_rows.Next();
-      const T* k2 = k_rows.Next();
-      const T* k3 = k_rows.Next();
-      __m256 d0 = _mm256_mul_ps(qv[0], Load8(k0)), d1 = _mm256_mul_ps(qv[0], Load8(k1));
-      __m256 d2 = _mm256_mul_ps(qv[0], Load8(k2)), d3 = _mm256_mul_ps(qv[0], Load8(k3));
-      for (int j = 1; j < V; ++j) {
-        d0 = _mm256_fmadd_ps(qv[j], Load8(k0 + 8 * j), d0);
-        d1 = _mm256_fmadd_ps(qv[j], Load8(k1 + 8 * j), d1);
-        d2 = _mm256_fmadd_ps(qv[j], Load8(k2 + 8 * j), d2);
-        d3 = _mm256_fmadd_ps(qv[j], Load8(k3 + 8 * j), d3);
-      }
-      scores[i] = Reduce(d0) / sqrt_head_dim;
-      scores[i + 1] = Reduce(d1) / sqrt_head_dim;
-      scores[i + 2] = Reduce(d2) / sqrt_head_dim;
-      scores[i + 3] = Reduce(d3) / sqrt_head_dim;
+  int i = 0;
+  // Four keys at a time: four independent FMA chains.
+  for (; i + 4 <= count; i += 4) {
+    const T* k0 = rows.k[i];
+    const T* k1 = rows.k[i + 1];
+    const T* k2 = rows.k[i + 2];
+    const T* k3 = rows.k[i + 3];
+    __m256 d0 = _mm256_mul_ps(qv[0], Load8(k0)), d1 = _mm256_mul_ps(qv[0], Load8(k1));
+    __m256 d2 = _mm256_mul_ps(qv[0], Load8(k2)), d3 = _mm256_mul_ps(qv[0], Load8(k3));
+    for (int j = 1; j < V; ++j) {
+      d0 = _mm256_fmadd_ps(qv[j], Load8(k0 + 8 * j), d0);
+      d1 = _mm256_fmadd_ps(qv[j], Load8(k1 + 8 * j), d1);
+      d2 = _mm256_fmadd_ps(qv[j], Load8(k2 + 8 * j), d2);
+      d3 = _mm256_fmadd_ps(qv[j], Load8(k3 + 8 * j), d3);
     }
-    for (; i < count; ++i) {
-      const T* k = k_rows.Next();
-      __m256 d = _mm256_mul_ps(qv[0], Load8(k));
-      for (int j = 1; j < V; ++j) d = _mm256_fmadd_ps(qv[j], Load8(k + 8 * j), d);
-      scores[i] = Reduce(d) / sqrt_head_dim;
-    }
-    for (int n = 0; n < count; ++n) tile_max = std::max(tile_max, scores[n]);
-    if (tile_max > max_score) {
-      const float rescale = expf(max_score - tile_max);  // 0 on the first tile
-      sum *= rescale;
-      const __m256 r = _mm256_set1_ps(rescale);
-      for (int j = 0; j < V; ++j) acc[j] = _mm256_mul_ps(acc[j], r);
-      max_score = tile_max;
-    }
-    for (int n = 0; n < count; ++n) {
-      const float a = expf(scores[n] - max_score);
-      sum += a;
-      const T* v = v_rows.Next();
-      const __m256 av = _mm256_set1_ps(a);
-      for (int j = 0; j < V; ++j) acc[j] = _mm256_fmadd_ps(av, Load8(v + 8 * j), acc[j]);
-    }
+    scores[i] = Reduce(d0) / sqrt_head_dim;
+    scores[i + 1] = Reduce(d1) / sqrt_head_dim;
+    scores[i + 2] = Reduce(d2) / sqrt_head_dim;
+    scores[i + 3] = Reduce(d3) / sqrt_head_dim;
   }
-  const __m256 inv_sum = _mm256_set1_ps(1.0f / sum);
-  for (int j = 0; j < V; ++j) _mm256_storeu_ps(out + 8 * j, _mm256_mul_ps(acc[j], inv_sum));
+  for (; i < count; ++i) {
+    const T* k = rows.k[i];
+    __m256 d = _mm256_mul_ps(qv[0], Load8(k));
+    for (int j = 1; j < V; ++j) d = _mm256_fmadd_ps(qv[j], Load8(k + 8 * j), d);
+    scores[i] = Reduce(d) / sqrt_head_dim;
+  }
+  float tile_max = state->max_score;
+  for (int n = 0; n < count; ++n) tile_max = std::max(tile_max, scores[n]);
+  if (tile_max > state->max_score) {
+    const float rescale = expf(state->max_score - tile_max);  // 0 on the first tile
+    state->sum *= rescale;
+    const __m256 r = _mm256_set1_ps(rescale);
+    for (int j = 0; j < V; ++j) acc[j] = _mm256_mul_ps(acc[j], r);
+    state->max_score = tile_max;
+  }
+  // The weights exp(score - max) eight at a time, each exactly expf's.
+  for (int n = count; n < kTile && n % 8 != 0; ++n) scores[n] = 0.0f;  // lanes past the tile, unused
+  alignas(32) float weights[kTile];
+  const __m256 max_score = _mm256_set1_ps(state->max_score);
+  for (int n = 0; n < count; n += 8) {
+    _mm256_store_ps(weights + n, ExpfX8(_mm256_sub_ps(_mm256_load_ps(scores + n), max_score)));
+  }
+  for (int n = 0; n < count; ++n) {
+    const float a = weights[n];
+    state->sum += a;
+    const T* v = rows.v[n];
+    const __m256 av = _mm256_set1_ps(a);
+    for (int j = 0; j < V; ++j) acc[j] = _mm256_fmadd_ps(av, Load8(v + 8 * j), acc[j]);
+  }
+  for (int j = 0; j < V; ++j) _mm256_storeu_ps(acc_row + 8 * j, acc[j]);
 }
 
 #endif
 
+// Every query of the run, tile by tile: query i takes the tiles below its
+// own context, with the same operations in the same order as alone.
+template <typename T, typename TileFn>
+void AttendRun(const QueryRun& run, const PagedRows<T>& keys, const PagedRows<T>& values, int head_dim,
+               TileFn tile) {
+  SoftmaxState states[kMaxQueryRun];
+  for (int i = 0; i < run.count; ++i) std::fill_n(run.out + i * run.out_stride, head_dim, 0.0f);
+  const int last_context = run.first_context + run.count - 1;
+  TileWalker<T> walker(keys, values, last_context);
+  TileRows<T> rows;
+  for (int p0 = 0; p0 < last_context; p0 += kTile) {
+    walker.Next(std::min(kTile, last_context - p0), &rows);
+    // Query i's context, first_context + i, must exceed p0.
+    for (int i = std::max(0, p0 - run.first_context + 1); i < run.count; ++i) {
+      const int count = std::min(kTile, run.first_context + i - p0);
+      tile(run.q + i * run.q_stride, rows, count, run.out + i * run.out_stride, &states[i]);
+    }
+  }
+  for (int i = 0; i < run.count; ++i) {
+    const float inv_sum = 1.0f / states[i].sum;
+    float* out = run.out + i * run.out_stride;
+    for (int d = 0; d < head_dim; ++d) out[d] *= inv_sum;
+  }
+}
+
 template <typename T>
-void Attend(const float* q, const PagedRows<T>& keys, const PagedRows<T>& values, int context, int head_dim,
-            float* out) {
+void Attend(const QueryRun& run, const PagedRows<T>& keys, const PagedRows<T>& values, int head_dim) {
+  const float sqrt_head_dim = sqrtf(static_cast<float>(head_dim));
 #ifdef INFERD_ATTENTION_AVX2
+  auto avx2 = [&]<int V>() {
+    AttendRun(run, keys, values, head_dim,
+              [&](const float* q, const TileRows<T>& rows, int count, float* acc, SoftmaxState* state) {
+                TileAvx2<V>(q, rows, count, sqrt_head_dim, acc, state);
+              });
+  };
   switch (head_dim) {
-    case 8: return AttendAvx2<1>(q, keys, values, context, out);
-    case 16: return AttendAvx2<2>(q, keys, values, context, out);
-    case 32: return AttendAvx2<4>(q, keys, values, context, out);
-    case 64: return AttendAvx2<8>(q, keys, values, context, out);
-    case 128: return AttendAvx2<16>(q, keys, values, context, out);
-    case 256: return AttendAvx2<32>(q, keys, values, context, out);
+    case 8: return avx2.template operator()<1>();
+    case 16: return avx2.template operator()<2>();
+    case 32: return avx2.template operator()<4>();
+    case 64: return avx2.template operator()<8>();
+    case 128: return avx2.template operator()<16>();
+    case 256: return avx2.template operator()<32>();
     default: break;
   }
 #endif
-  AttendPortable(q, keys, values, context, head_dim, out);
+  AttendRun(run, keys, values, head_dim,
+            [&](const float* q, const TileRows<T>& rows, int count, float* acc, SoftmaxState* state) {
+              TilePortable(q, rows, count, head_dim, sqrt_head_dim, acc, state);
+            });
 }
 
 }  // namespace
 
-void AttendPaged(const float* q, const PagedRows<float>& keys, const PagedRows<float>& values, int context,
-                 int head_dim, float* out) {
-  Attend(q, keys, values, context, head_dim, out);
+void AttendPaged(const QueryRun& run, const PagedRows<float>& keys, const PagedRows<float>& values, int head_dim) {
+  Attend(run, keys, values, head_dim);
 }
 
-void AttendPaged(const float* q, const PagedRows<uint16_t>& keys, const PagedRows<uint16_t>& values, int context,
-                 int head_dim, float* out) {
-  Attend(q, keys, values, context, head_dim, out);
+void AttendPaged(const QueryRun& run, const PagedRows<uint16_t>& keys, const PagedRows<uint16_t>& values,
+                 int head_dim) {
+  Attend(run, keys, values, head_dim);
 }
 
 void FloatsToHalves(const float* src, int n, uint16_t* dst) {

@@ -1,12 +1,16 @@
-// One query head's attention over a sequence's paged K/V cache, streamed:
-// K and V rows are read once, in tiles, with an online softmax (a running
-// maximum rescales what is summed so far when a tile raises it), so nothing
-// the length of the context is held. AVX2 for head_dim a multiple of 8 up to
-// 256 (q and the output stay in registers), plain loops otherwise. The cache
-// holds float32 or float16 rows; float16 halves the bytes attention reads.
+// Attention over a sequence's paged K/V cache, streamed: K and V rows are
+// read once per tile of 32 keys, with an online softmax (a running maximum
+// rescales what is summed so far when a tile raises it), so nothing the
+// length of the context is held. A run of consecutive queries of one
+// sequence and head (a prefill chunk) shares each tile: its rows come from
+// memory once and from L1 for the other queries, instead of once per query.
+// AVX2 for head_dim a multiple of 8 up to 256, plain loops otherwise. The
+// cache holds float32 or float16 rows; float16 halves the bytes read.
 //
-// The operations depend only on q, the context and head_dim: never on the
-// batch or the thread, which keeps the CPU backend batch-invariant.
+// Each query's operations depend only on its own q, its context and
+// head_dim: never on the run it is in, the batch or the thread, which keeps
+// the CPU backend batch-invariant (a query alone and inside a run of 16 get
+// the same bits).
 #pragma once
 
 #include <cstddef>
@@ -26,11 +30,24 @@ struct PagedRows {
   size_t row_stride;    // elements between consecutive slots of a block
 };
 
-// out[head_dim] = softmax(q · K[0, context) / sqrt(head_dim)) · V[0, context).
-void AttendPaged(const float* q, const PagedRows<float>& keys, const PagedRows<float>& values, int context,
-                 int head_dim, float* out);
-void AttendPaged(const float* q, const PagedRows<uint16_t>& keys, const PagedRows<uint16_t>& values, int context,
-                 int head_dim, float* out);
+// The most queries one run takes.
+inline constexpr int kMaxQueryRun = 16;
+
+// Queries i in [0, count) of one head: q + i * q_stride attends over the
+// first first_context + i rows, into out + i * out_stride.
+struct QueryRun {
+  const float* q;
+  size_t q_stride;
+  float* out;
+  size_t out_stride;
+  int count;  // 1 .. kMaxQueryRun
+  int first_context;
+};
+
+// out_i[head_dim] = softmax(q_i · K[0, context_i) / sqrt(head_dim)) · V[0, context_i).
+void AttendPaged(const QueryRun& run, const PagedRows<float>& keys, const PagedRows<float>& values, int head_dim);
+void AttendPaged(const QueryRun& run, const PagedRows<uint16_t>& keys, const PagedRows<uint16_t>& values,
+                 int head_dim);
 
 // dst[0, n) = src[0, n) as halves, rounded to nearest even (the float16
 // cache's rows; the same rounding as FloatToHalf on every CPU).

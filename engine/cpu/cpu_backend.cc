@@ -227,7 +227,7 @@ void CpuBackend::EnsureWorkspace(int num_tokens, int num_logit_rows) {
     att_out_.resize(t * c.q_dim());
     hb_.resize(t * c.hidden_dim);
     hb2_.resize(t * c.hidden_dim);
-    token_sequence_.resize(t);
+    query_runs_.resize(t);
   }
   if (logit_rows_.size() < static_cast<size_t>(num_logit_rows) * c.dim) {
     logit_rows_.resize(static_cast<size_t>(num_logit_rows) * c.dim);
@@ -315,42 +315,48 @@ void CpuBackend::WriteKv(int layer, const StepBatch& batch) {
 }
 
 // Causal grouped-query attention of every new token over its sequence's
-// cached context (positions 0..pos), read through the block table. One work
-// item per (token, query head), taken in turn by the threads: items cost in
-// proportion to their position, so a static split would leave a core idle
-// while the other finishes the long ones. Within a sequence the last tokens
+// cached context (positions 0..pos), read through the block table. Work
+// items are (run, query head): a run is up to kMaxQueryRun consecutive new
+// tokens of one sequence (a decode token is a run of one), which share each
+// K/V tile they read. The threads take items in turn: items cost in
+// proportion to their positions, so a static split would leave a core idle
+// while the other finishes the long ones. Within a sequence the last runs
 // are the longest: taken first, so the loop ends on short items.
 void CpuBackend::Attend(int layer, const StepBatch& batch) {
   const ModelConfig& c = weights_->config;
+  int num_runs = 0;
   for (int si = 0; si < static_cast<int>(batch.sequences.size()); ++si) {
     const SequenceSlice& s = batch.sequences[si];
-    std::fill_n(&token_sequence_[s.token_start], s.num_tokens, si);
+    for (int i = 0; i < s.num_tokens; i += cpu::kMaxQueryRun) {
+      query_runs_[num_runs++] = {si, s.token_start + i, std::min(cpu::kMaxQueryRun, s.num_tokens - i)};
+    }
   }
-  const int64_t work = static_cast<int64_t>(batch.num_tokens()) * c.n_heads;
+  const int64_t work = static_cast<int64_t>(num_runs) * c.n_heads;
   // Tiny steps (a small model's decode) stay on the calling thread.
   const int64_t context = batch.positions.back() + 1;
-  const int64_t grain = work * context * c.head_dim() < (int64_t{1} << 15) ? work : 4;
+  const int64_t grain =
+      static_cast<int64_t>(batch.num_tokens()) * c.n_heads * context * c.head_dim() < (int64_t{1} << 15) ? work : 1;
   pool_->ParallelFor(work, grain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const int64_t item = work - 1 - i;
-      const int t = static_cast<int>(item / c.n_heads);
-      AttendHead(layer, batch.sequences[token_sequence_[t]], t, static_cast<int>(item % c.n_heads));
+      const QueryRunItem& run = query_runs_[item / c.n_heads];
+      AttendRun(layer, batch.sequences[run.sequence], run.token, run.count, static_cast<int>(item % c.n_heads));
     }
   });
 }
 
-// softmax(q·K / sqrt(head_dim)) · V for one token and head, streamed over
-// the sequence's blocks (attention.h).
-void CpuBackend::AttendHead(int layer, const SequenceSlice& s, int t, int h) {
+// softmax(q·K / sqrt(head_dim)) · V for `count` tokens from `token` and
+// one head, streamed over the sequence's blocks (attention.h).
+void CpuBackend::AttendRun(int layer, const SequenceSlice& s, int token, int count, int h) {
   if (kv_dtype_ == WeightType::kF16) {
-    AttendHeadIn<uint16_t>(layer, s, t, h);
+    AttendRunIn<uint16_t>(layer, s, token, count, h);
   } else {
-    AttendHeadIn<float>(layer, s, t, h);
+    AttendRunIn<float>(layer, s, token, count, h);
   }
 }
 
 template <typename T>
-void CpuBackend::AttendHeadIn(int layer, const SequenceSlice& s, int t, int h) {
+void CpuBackend::AttendRunIn(int layer, const SequenceSlice& s, int token, int count, int h) {
   const ModelConfig& c = weights_->config;
   const int head_dim = c.head_dim();
   const size_t kv_offset = PoolOffset(0, h / (c.n_heads / c.n_kv_heads), 0);
@@ -359,12 +365,16 @@ void CpuBackend::AttendHeadIn(int layer, const SequenceSlice& s, int t, int h) {
                                kv_config_.block_size, block_stride, static_cast<size_t>(head_dim)};
   const cpu::PagedRows<T> values{PoolData<T>(value_pools_[layer]) + kv_offset, s.block_table.data(),
                                  kv_config_.block_size, block_stride, static_cast<size_t>(head_dim)};
-  const int context = s.context_len - s.num_tokens + (t - s.token_start) + 1;
-  const size_t q_at = static_cast<size_t>(t) * c.q_dim() + static_cast<size_t>(h) * head_dim;
-  cpu::AttendPaged(&q_[q_at], keys, values, context, head_dim, &att_out_[q_at]);
+  const size_t q_at = static_cast<size_t>(token) * c.q_dim() + static_cast<size_t>(h) * head_dim;
+  const cpu::QueryRun run{.q = &q_[q_at],
+                          .q_stride = static_cast<size_t>(c.q_dim()),
+                          .out = &att_out_[q_at],
+                          .out_stride = static_cast<size_t>(c.q_dim()),
+                          .count = count,
+                          .first_context = s.context_len - s.num_tokens + (token - s.token_start) + 1};
+  cpu::AttendPaged(run, keys, values, head_dim);
 }
 
-// x += W2 · (silu(W1·norm(x)) * W3·norm(x))
 void CpuBackend::FeedForwardBlock(int layer, int num_tokens) {
   const ModelConfig& c = weights_->config;
   const LayerWeights& w = weights_->layers[layer];

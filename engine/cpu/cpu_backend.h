@@ -68,9 +68,9 @@ class CpuBackend final : public Backend {
   void QkvProjections(int layer, int num_tokens);
   void WriteKv(int layer, const StepBatch& batch);
   void Attend(int layer, const StepBatch& batch);
-  void AttendHead(int layer, const SequenceSlice& s, int token, int head);
+  void AttendRun(int layer, const SequenceSlice& s, int token, int count, int head);
   template <typename T>
-  void AttendHeadIn(int layer, const SequenceSlice& s, int token, int head);
+  void AttendRunIn(int layer, const SequenceSlice& s, int token, int count, int head);
   void FeedForwardBlock(int layer, int num_tokens);
   void Classifier(const StepBatch& batch, absl::Span<float> logits);
 
@@ -108,7 +108,13 @@ class CpuBackend final : public Backend {
   // Rows on cache-line boundaries (aligned_vector.h).
   cpu::AlignedVector<float> x_, xb_, q_, k_, v_, att_out_, hb_, hb2_;
   cpu::AlignedVector<float> logit_rows_;
-  std::vector<int> token_sequence_;  // token index -> its sequence in the batch
+  // Attend's runs of consecutive new tokens (at most one per token).
+  struct QueryRunItem {
+    int sequence;  // index in the batch
+    int token;     // its first token
+    int count;
+  };
+  std::vector<QueryRunItem> query_runs_;
 
   // Declared last: destroyed first, so no worker outlives the buffers.
   std::unique_ptr<cpu::ThreadPool> pool_;

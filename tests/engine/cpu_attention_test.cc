@@ -20,6 +20,11 @@
 namespace inferd::cpu {
 namespace {
 
+// A run of one query.
+QueryRun One(const float* q, int context, float* out) {
+  return {.q = q, .q_stride = 0, .out = out, .out_stride = 0, .count = 1, .first_context = context};
+}
+
 float Widen(float x) { return x; }
 float Widen(uint16_t h) { return HalfToFloat(h); }
 
@@ -76,17 +81,59 @@ void ExpectMatchesTwoPassSoftmaxInDouble() {
         for (int d = 0; d < head_dim; ++d) want[d] += scores[p] / sum * Widen(row(v_pool, p)[d]);
       }
       std::vector<float> got(head_dim, NAN);
-      AttendPaged(q.data(), keys, values, context, head_dim, got.data());
+      AttendPaged(One(q.data(), context, got.data()), keys, values, head_dim);
       for (int d = 0; d < head_dim; ++d) ASSERT_NEAR(got[d], want[d], 2e-5 * (1 + std::fabs(want[d]))) << d;
       // The same call gives the same bits.
       std::vector<float> again(head_dim);
-      AttendPaged(q.data(), keys, values, context, head_dim, again.data());
+      AttendPaged(One(q.data(), context, again.data()), keys, values, head_dim);
       EXPECT_EQ(got, again);
     }
   }
 }
 
+// A run of queries gives each query the bits it gets alone, for runs that
+// start and end inside, at and across 32-key tiles and 16-slot blocks.
+template <typename T>
+void ExpectRunsEqualSingleQueries() {
+  constexpr int kBlockSize = 16, kBlocks = 10, kKvHeads = 1, kHeadDim = 64;
+  const size_t block_stride = static_cast<size_t>(kKvHeads) * kBlockSize * kHeadDim;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> k_floats(kBlocks * block_stride), v_floats(k_floats.size());
+  for (float& x : k_floats) x = dist(rng);
+  for (float& x : v_floats) x = dist(rng);
+  const std::vector<T> k_pool = Narrow<T>(k_floats), v_pool = Narrow<T>(v_floats);
+  std::vector<int> table(kBlocks);
+  std::iota(table.begin(), table.end(), 0);
+  std::shuffle(table.begin(), table.end(), rng);
+  const PagedRows<T> keys{k_pool.data(), table.data(), kBlockSize, block_stride, kHeadDim};
+  const PagedRows<T> values{v_pool.data(), table.data(), kBlockSize, block_stride, kHeadDim};
+  constexpr size_t kStride = 3 * kHeadDim;  // rows of other heads between a run's queries
+  std::vector<float> q(kMaxQueryRun * kStride);
+  for (float& x : q) x = 2.0f * dist(rng);
+  for (int first_context : {1, 2, 16, 17, 31, 32, 33, 60, 100, 140}) {
+    for (int count : {1, 2, 5, kMaxQueryRun}) {
+      if (first_context + count - 1 > kBlocks * kBlockSize) continue;
+      SCOPED_TRACE(::testing::Message() << "first_context " << first_context << " count " << count);
+      std::vector<float> got(kMaxQueryRun * kStride, NAN);
+      AttendPaged({.q = q.data(), .q_stride = kStride, .out = got.data(), .out_stride = kStride, .count = count,
+                   .first_context = first_context},
+                  keys, values, kHeadDim);
+      for (int i = 0; i < count; ++i) {
+        std::vector<float> alone(kHeadDim);
+        AttendPaged(One(&q[i * kStride], first_context + i, alone.data()), keys, values, kHeadDim);
+        ASSERT_TRUE(std::equal(alone.begin(), alone.end(), got.begin() + i * kStride)) << "query " << i;
+      }
+    }
+  }
+}
+
 TEST(PagedAttention, MatchesTwoPassSoftmaxInDouble) { ExpectMatchesTwoPassSoftmaxInDouble<float>(); }
+
+TEST(PagedAttention, RunsOfQueriesEqualSingleQueries) {
+  ExpectRunsEqualSingleQueries<float>();
+  ExpectRunsEqualSingleQueries<uint16_t>();
+}
 
 // The same, over halves (the reference reads the same halves).
 TEST(PagedAttention, Float16CacheMatchesTwoPassSoftmaxInDouble) { ExpectMatchesTwoPassSoftmaxInDouble<uint16_t>(); }
