@@ -20,16 +20,19 @@ void GenerateStreamReactor::OnRefused(const grpc::Status& status) {
     finish_started_ = true;
   }
   Finish(status);
+  Release();  // no engine output will come
 }
 
 void GenerateStreamReactor::OnEngineOutput(RequestOutput output) {
+  const bool last = output.finished;
   {
     absl::MutexLock lock(&mu_);
     MergeOutput(output, &pending_);
     has_pending_ = true;
-    if (output.finished) final_status_ = ToGrpcStatus(output.status);
+    if (last) final_status_ = ToGrpcStatus(output.status);
   }
   Advance();
+  if (last) Release();
 }
 
 void GenerateStreamReactor::OnWriteDone(bool ok) {
