@@ -19,10 +19,7 @@ void FloatToBF16(const float* x, void* row, int64_t n);
 void FloatToQ8_0(const float* x, void* row, int64_t n);
 
 using GemmFn = void (*)(const Activations& x, const void* w, size_t w_row_bytes, int n_out, float* out, int ldo);
-using DotFn = float (*)(const float* a, const float* b, int n);
-
 struct IsaKernels {
-  DotFn dot;
   GemmFn gemm[4];  // by WeightType
 };
 

@@ -77,7 +77,7 @@ KernelSet Assemble(const char* isa, const parts::IsaKernels& k) {
   using parts::F16ToFloat;
   using parts::F32ToFloat;
   using parts::Q8_0ToFloat;
-  KernelSet set{isa, k.dot, {}};
+  KernelSet set{isa, {}};
   set.types[static_cast<int>(WeightType::kF32)] = {F32ToFloat, parts::FloatToF32, k.gemm[0], false};
   set.types[static_cast<int>(WeightType::kF16)] = {F16ToFloat, parts::FloatToF16, k.gemm[1], false};
   set.types[static_cast<int>(WeightType::kBF16)] = {BF16ToFloat, parts::FloatToBF16, k.gemm[2], false};

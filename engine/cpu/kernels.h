@@ -50,8 +50,6 @@ struct TypeTraits {
 
 struct KernelSet {
   const char* isa;  // "avx512", "avx2", "portable"
-  // sum_k a[k] * b[k] in fp32 (attention scores).
-  float (*dot)(const float* a, const float* b, int n);
   TypeTraits types[4];  // indexed by WeightType
 
   const TypeTraits& operator[](WeightType type) const { return types[static_cast<int>(type)]; }

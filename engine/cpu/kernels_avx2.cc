@@ -185,16 +185,10 @@ void Gemm(const Activations& x, const void* w, size_t w_row_bytes, int n_out, fl
   RowsAgainstWeights<T, 1, 4>(x, full, x.rows, wc, w_row_bytes, n_out, out, ldo);
 }
 
-float Dot(const float* a, const float* b, int n) {
-  float out;
-  FloatTile<WeightType::kF32, 1, 1>(a, n, reinterpret_cast<const char*>(b), 0, n, &out, 1);
-  return out;
-}
-
 }  // namespace
 
 bool Avx2IsaKernels(IsaKernels* out) {
-  *out = {Dot, {Gemm<WeightType::kF32>, Gemm<WeightType::kF16>, Gemm<WeightType::kBF16>, Gemm<WeightType::kQ8_0>}};
+  *out = {{Gemm<WeightType::kF32>, Gemm<WeightType::kF16>, Gemm<WeightType::kBF16>, Gemm<WeightType::kQ8_0>}};
   return true;
 }
 

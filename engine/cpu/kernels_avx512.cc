@@ -296,12 +296,6 @@ void Gemm(const Activations& x, const void* w, size_t w_row_bytes, int n_out, fl
   for (; n < n_out; ++n) RowsAgainstTile<T, 1>(x, wc + n * w_row_bytes, w_row_bytes, out + n, ldo);
 }
 
-float Dot(const float* a, const float* b, int n) {
-  float out;
-  FloatTile<WeightType::kF32, 1, 1>(a, n, reinterpret_cast<const char*>(b), 0, n, &out, 1);
-  return out;
-}
-
 }  // namespace
 }  // namespace inferd::cpu::parts
 
@@ -311,7 +305,7 @@ namespace inferd::cpu::parts {
 
 // Outside the target region: runs on any CPU.
 bool Avx512IsaKernels(IsaKernels* out) {
-  *out = {Dot, {Gemm<WeightType::kF32>, Gemm<WeightType::kF16>, Gemm<WeightType::kBF16>, Gemm<WeightType::kQ8_0>}};
+  *out = {{Gemm<WeightType::kF32>, Gemm<WeightType::kF16>, Gemm<WeightType::kBF16>, Gemm<WeightType::kQ8_0>}};
   return true;
 }
 

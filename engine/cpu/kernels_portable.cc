@@ -10,12 +10,6 @@
 namespace inferd::cpu::parts {
 namespace {
 
-float Dot(const float* a, const float* b, int n) {
-  float s = 0.0f;
-  for (int k = 0; k < n; ++k) s += a[k] * b[k];
-  return s;
-}
-
 // Weights of 16-bit floats or fp32, widened element by element.
 template <float (*Widen)(const void*, int)>
 void GemmFloat(const Activations& x, const void* w, size_t w_row_bytes, int n_out, float* out, int ldo) {
@@ -61,7 +55,7 @@ void GemmQ8_0(const Activations& x, const void* w, size_t w_row_bytes, int n_out
 }  // namespace
 
 IsaKernels PortableIsaKernels() {
-  return {Dot, {GemmFloat<WidenF32>, GemmFloat<WidenF16>, GemmFloat<WidenBF16>, GemmQ8_0}};
+  return {{GemmFloat<WidenF32>, GemmFloat<WidenF16>, GemmFloat<WidenBF16>, GemmQ8_0}};
 }
 
 }  // namespace inferd::cpu::parts

@@ -205,19 +205,6 @@ TEST_P(KernelSetTest, GemmIsInvariantToRowAndOutputSplits) {
   }
 }
 
-TEST_P(KernelSetTest, DotMatchesDoubleReference) {
-  for (int n : {1, 7, 8, 15, 16, 17, 64, 130}) {
-    const std::vector<float> a = RandomFloats(n, n), b = RandomFloats(n, n + 1);
-    double ref = 0, magnitude = 0;
-    for (int k = 0; k < n; ++k) {
-      ref += static_cast<double>(a[k]) * b[k];
-      magnitude += std::fabs(static_cast<double>(a[k]) * b[k]);
-    }
-    EXPECT_LE(std::fabs(set_->dot(a.data(), b.data(), n) - ref), n * std::ldexp(1.0, -24) * magnitude)
-        << set_->isa << " n " << n;
-  }
-}
-
 INSTANTIATE_TEST_SUITE_P(CpuKernels, KernelSetTest, ::testing::ValuesIn(kKernelSetNames),
                          [](const ::testing::TestParamInfo<const char*>& info) { return std::string(info.param); });
 
