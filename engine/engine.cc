@@ -93,7 +93,7 @@ absl::Status Engine::Submit(Request request) {
   ++queued_requests_;
   queued_tokens_ += prompt_len;
   if (live_ids_.size() == 1) last_progress_ = absl::Now();  // idle until now: no stall yet
-  inbox_.push_back(std::move(request));
+  inbox_.emplace_back(std::move(request), absl::Now());
   return absl::OkStatus();
 }
 
@@ -167,7 +167,7 @@ void Engine::Loop() {
 }
 
 void Engine::TakeNewRequests() {
-  std::vector<Request> incoming;
+  std::vector<std::pair<Request, absl::Time>> incoming;
   uint64_t first_arrival;
   {
     absl::MutexLock lock(&mu_);
@@ -175,10 +175,10 @@ void Engine::TakeNewRequests() {
     first_arrival = next_arrival_;
     next_arrival_ += incoming.size();
   }
-  const absl::Time now = absl::Now();
   for (size_t i = 0; i < incoming.size(); ++i) {
-    const uint64_t seed = *incoming[i].sampling.seed;
-    auto sequence = std::make_unique<Sequence>(std::move(incoming[i]), first_arrival + i, seed, tokenizer_.get(), now);
+    auto& [request, submitted] = incoming[i];
+    const uint64_t seed = *request.sampling.seed;
+    auto sequence = std::make_unique<Sequence>(std::move(request), first_arrival + i, seed, tokenizer_.get(), submitted);
     Sequence* raw = sequence.get();
     sequences_[raw->request.id] = std::move(sequence);
     scheduler_.AddWaiting(raw);

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -127,7 +128,10 @@ class Engine {
 
   // Shared with other threads.
   mutable absl::Mutex mu_;
-  std::vector<Request> inbox_ ABSL_GUARDED_BY(mu_);
+  // Submitted requests with the time Submit admitted them: their arrival,
+  // which TTFT, queue time and the request log count from (the engine
+  // thread may pick them up a whole step later).
+  std::vector<std::pair<Request, absl::Time>> inbox_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<std::string, absl::Status>> aborts_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> live_ids_ ABSL_GUARDED_BY(mu_);
   int callbacks_running_ ABSL_GUARDED_BY(mu_) = 0;  // final outputs being delivered

@@ -16,7 +16,8 @@ namespace inferd {
 enum class SequenceStatus { kWaiting, kRunning, kFinished };
 
 struct Sequence {
-  Sequence(Request request, uint64_t arrival_index, uint64_t seed, const Tokenizer* tokenizer, absl::Time now);
+  // `arrival`: when Engine::Submit admitted the request.
+  Sequence(Request request, uint64_t arrival_index, uint64_t seed, const Tokenizer* tokenizer, absl::Time arrival);
 
   int num_tokens() const { return static_cast<int>(tokens.size()); }
   int num_output() const { return num_tokens() - prompt_len; }
