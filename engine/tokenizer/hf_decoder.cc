@@ -74,13 +74,16 @@ absl::Status HfDecoder::Add(const nlohmann::json& config, const std::string& jso
   if (*type == "Strip") {
     absl::StatusOr<std::string> content = JsonString(config, "content", json_path);
     if (!content.ok()) return content.status();
-    const int start = config.value("start", 0);
-    const int stop = config.value("stop", 0);
-    if (content->size() != 1 || stop != 0 || start < 0) {
+    // Counts of characters; a float (1e76) or a huge value is refused, not cast.
+    absl::StatusOr<int64_t> start = JsonInt(config, "start", json_path, 0, 1 << 20, 0);
+    if (!start.ok()) return start.status();
+    absl::StatusOr<int64_t> stop = JsonInt(config, "stop", json_path, 0, 1 << 20, 0);
+    if (!stop.ok()) return stop.status();
+    if (content->size() != 1 || *stop != 0) {
       return absl::UnimplementedError(absl::StrCat(
           json_path, ": only Strip of one ASCII character at the start (\"stop\": 0) is supported"));
     }
-    strip_start_ = start;
+    strip_start_ = static_cast<int>(*start);
     strip_char_ = (*content)[0];
     return absl::OkStatus();
   }

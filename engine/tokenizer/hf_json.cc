@@ -13,6 +13,18 @@ absl::StatusOr<std::string> JsonString(const nlohmann::json& object, const std::
   return object[key].get<std::string>();
 }
 
+absl::StatusOr<int64_t> JsonInt(const nlohmann::json& object, const std::string& key, const std::string& json_path,
+                                int64_t min, int64_t max, int64_t fallback) {
+  if (!object.is_object() || !object.contains(key) || object[key].is_null()) return fallback;
+  const nlohmann::json& value = object[key];
+  // An unsigned value above int64's range reads as negative: refused too.
+  if (!value.is_number_integer() || value.get<int64_t>() < min || value.get<int64_t>() > max ||
+      (value.is_number_unsigned() && value.get<uint64_t>() > static_cast<uint64_t>(max))) {
+    return absl::InvalidArgumentError(absl::StrCat(json_path, ".", key, ": expected an integer in [", min, ", ", max, "]"));
+  }
+  return value.get<int64_t>();
+}
+
 absl::StatusOr<bool> JsonBool(const nlohmann::json& object, const std::string& key, const std::string& json_path,
                               bool fallback) {
   if (!object.is_object() || !object.contains(key) || object[key].is_null()) return fallback;

@@ -22,6 +22,11 @@ absl::StatusOr<std::string> JsonString(const nlohmann::json& object, const std::
 absl::StatusOr<bool> JsonBool(const nlohmann::json& object, const std::string& key, const std::string& json_path,
                               bool fallback);
 
+// object[key] as an integer in [min, max], or `fallback` when missing or
+// null; an error for anything else (a float, out of range, not a number).
+absl::StatusOr<int64_t> JsonInt(const nlohmann::json& object, const std::string& key, const std::string& json_path,
+                                int64_t min, int64_t max, int64_t fallback);
+
 // `pattern: {"String": "..."}` of Replace and Split; a Regex pattern is
 // refused here (callers that take one read it themselves).
 absl::StatusOr<std::string> JsonLiteralPattern(const nlohmann::json& object, const std::string& json_path);

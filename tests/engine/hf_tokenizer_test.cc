@@ -204,6 +204,14 @@ TEST(HfTokenizer, ErrorsNameTheJsonPath) {
   ASSERT_FALSE(tok.ok());
   EXPECT_NE(tok.status().message().find("added_tokens[1].id"), std::string::npos) << tok.status();
 
+  // A number that is no integer (hf_tokenizer_fuzzer: casting 1e76 to int
+  // was undefined behaviour) is refused, naming its path.
+  doc = TinyByteLevel();
+  doc["decoder"] = {{"type", "Strip"}, {"content", " "}, {"start", 1.11e76}, {"stop", 0}};
+  tok = HfTokenizerFromJson(doc, nullptr);
+  ASSERT_FALSE(tok.ok());
+  EXPECT_NE(tok.status().message().find("decoder.start: expected an integer"), std::string::npos) << tok.status();
+
   doc = TinyByteLevel();
   tok = HfTokenizerFromJson(doc, nlohmann::json{{"bos_token", "<nope>"}});
   ASSERT_FALSE(tok.ok());
