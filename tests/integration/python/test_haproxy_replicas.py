@@ -109,6 +109,22 @@ class Replica:
                 return False
         wait_for(f"{self.name} /readyz 200", ready, timeout=60)
 
+    def wait_ready_choosing_new_ports_if_taken(self, attempts=5):
+        """wait_ready for a first start: ctest runs other tests meanwhile, and one
+        of them may have bound a port between free_port() and this server's
+        bind; then new ports and another start."""
+        for attempt in range(attempts):
+            try:
+                self.wait_ready()
+                return
+            except AssertionError:
+                log = self.log()
+                taken = "Address already in use" in log or "the port is already in use" in log
+                if attempt + 1 == attempts or not taken:
+                    raise
+            self.port, self.metrics_port = free_port(), free_port()
+            self.start()
+
     def log(self):
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
             return f.read()
@@ -149,7 +165,7 @@ class HaproxyReplicasTest(unittest.TestCase):
             cls.addClassCleanup(replica.kill)
             replica.start()
         for replica in cls.replicas:
-            replica.wait_ready()
+            replica.wait_ready_choosing_new_ports_if_taken()
 
         cls.lb_port = free_port()
         cls.stats_port = free_port()
