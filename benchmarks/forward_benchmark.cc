@@ -38,9 +38,9 @@ constexpr int kContextLen = 192;
 constexpr int kPrefillLen = 512;
 
 int g_threads = 0;
-std::optional<WeightType> g_kv_dtype;  // --kv-cache-dtype; unset: as the server's auto
+std::string g_kv_dtype = "auto";  // --kv-cache-dtype, checked when parsed
 
-WeightType KvDtype(WeightType weights) { return g_kv_dtype.value_or(CpuBackend::AutoKvDtype(weights)); }
+WeightType KvDtype(WeightType weights) { return *CpuBackend::ParseKvDtype(g_kv_dtype, weights); }
 
 std::shared_ptr<const ModelWeights> F32Weights() {
   static const std::shared_ptr<const ModelWeights> weights = []() -> std::shared_ptr<const ModelWeights> {
@@ -201,12 +201,9 @@ int main(int argc, char** argv) {
         types.push_back(**t);
       }
     } else if (std::strncmp(argv[i], "--kv-cache-dtype=", 17) == 0) {
-      const std::string name = argv[i] + 17;
-      if (name == "float32" || name == "float16") {
-        inferd::g_kv_dtype = name == "float32" ? WeightType::kF32 : WeightType::kF16;
-      } else if (name != "auto") {
-        std::fprintf(stderr, "forward_benchmark: --kv-cache-dtype=%s: expected auto, float32 or float16\n",
-                     name.c_str());
+      inferd::g_kv_dtype = argv[i] + 17;
+      if (absl::Status s = inferd::CpuBackend::ParseKvDtype(inferd::g_kv_dtype, WeightType::kF32).status(); !s.ok()) {
+        std::fprintf(stderr, "forward_benchmark: %s\n", std::string(s.message()).c_str());
         return 2;
       }
     } else if (std::strncmp(argv[i], "--cpu-threads=", 14) == 0) {

@@ -27,13 +27,9 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCpu(std::shared_ptr<const ModelWe
     return absl::InvalidArgumentError(absl::StrCat("--dtype ", options.dtype, ": the weights were loaded as ",
                                                    std::string(WeightTypeName(weights->dtype)), ", not converted"));
   }
-  WeightType kv_dtype = CpuBackend::AutoKvDtype(weights->dtype);
-  if (options.kv_cache_dtype == "float32" || options.kv_cache_dtype == "float16") {
-    kv_dtype = options.kv_cache_dtype == "float32" ? WeightType::kF32 : WeightType::kF16;
-  } else if (options.kv_cache_dtype != "auto") {
-    return absl::InvalidArgumentError(absl::StrCat("--kv-cache-dtype ", options.kv_cache_dtype,
-                                                   ": expected auto, float32 or float16"));
-  }
+  absl::StatusOr<WeightType> parsed_kv_dtype = CpuBackend::ParseKvDtype(options.kv_cache_dtype, weights->dtype);
+  if (!parsed_kv_dtype.ok()) return parsed_kv_dtype.status();
+  const WeightType kv_dtype = *parsed_kv_dtype;
   const int kv_element_bytes = static_cast<int>(RowBytes(kv_dtype, 1));
   const ModelConfig& model = weights->config;
   KvCacheConfig kv{.num_blocks = options.kv_cache_blocks, .block_size = options.block_size};

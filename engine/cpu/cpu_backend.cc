@@ -76,6 +76,13 @@ absl::Status CheckWeights(const ModelWeights& w) {
 
 }  // namespace
 
+absl::StatusOr<WeightType> CpuBackend::ParseKvDtype(std::string_view name, WeightType weights) {
+  if (name == "auto") return AutoKvDtype(weights);
+  if (name == "float32") return WeightType::kF32;
+  if (name == "float16") return WeightType::kF16;
+  return absl::InvalidArgumentError(absl::StrCat("--kv-cache-dtype ", std::string(name), ": expected auto, float32 or float16"));
+}
+
 absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(std::shared_ptr<const ModelWeights> weights,
                                                                const KvCacheConfig& kv_config, int num_threads,
                                                                WeightType kv_dtype) {

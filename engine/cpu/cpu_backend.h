@@ -38,6 +38,8 @@ class CpuBackend final : public Backend {
   static WeightType AutoKvDtype(WeightType weights) {
     return weights == WeightType::kF32 ? WeightType::kF32 : WeightType::kF16;
   }
+  // `--kv-cache-dtype` (auto, float32, float16) beside weights of `weights`.
+  static absl::StatusOr<WeightType> ParseKvDtype(std::string_view name, WeightType weights);
 
   absl::Status Forward(const StepBatch& batch, absl::Span<float> logits) override;
 
