@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "engine/cpu/aligned_vector.h"
+#include "engine/expf_x8.h"
 
 namespace inferd::cpu {
 namespace {
@@ -117,16 +118,31 @@ void SwiGluMatMul(ThreadPool& pool, const KernelSet& kernels, const float* x, in
       GemmBlock(gate_traits, gate_act, w1, n0, count, out);
       GemmBlock(up_traits, up_act, w3, n0, count, up);
       for (int m = 0; m < rows; ++m) {
-        float* g = out + static_cast<size_t>(m) * hidden + n0;
-        const float* u = up + static_cast<size_t>(m) * hidden + n0;
-        for (int i = 0; i < count; ++i) {
-          float v = g[i];
-          v *= 1.0f / (1.0f + expf(-v));
-          g[i] = v * u[i];
-        }
+        SiluMul(out + static_cast<size_t>(m) * hidden + n0, up + static_cast<size_t>(m) * hidden + n0, count);
       }
     }
   });
+}
+
+// The vector loop does the scalar loop's operations lane by lane (ExpfX8 is glibc's expf bit for bit), so where
+// the split between the two falls never changes a value; it matters
+// because a 512-token prefill takes 12.6 M exponentials.
+void SiluMul(float* gate, const float* up, int count) {
+  int i = 0;
+#if INFERD_EXPF_X8
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  for (; i + 8 <= count; i += 8) {
+    const __m256 v = _mm256_loadu_ps(gate + i);
+    const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, ExpfX8(_mm256_xor_ps(v, sign))));
+    _mm256_storeu_ps(gate + i, _mm256_mul_ps(_mm256_mul_ps(v, s), _mm256_loadu_ps(up + i)));
+  }
+#endif
+  for (; i < count; ++i) {
+    float v = gate[i];
+    v *= 1.0f / (1.0f + expf(-v));
+    gate[i] = v * up[i];
+  }
 }
 
 void DequantizeRow(const Tensor& t, int64_t r, float* out) { ActiveKernels()[t.type].to_float(t.row(r), out, t.cols); }

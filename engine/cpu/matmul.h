@@ -43,6 +43,10 @@ void FusedMatMul(ThreadPool& pool, const KernelSet& kernels, const float* x, int
 void SwiGluMatMul(ThreadPool& pool, const KernelSet& kernels, const float* x, int rows, const Tensor& w1,
                   const Tensor& w3, float* out, float* up);
 
+// gate[i] = silu(gate[i]) * up[i] for i < count, 8 at a time where the
+// build has AVX2, bit for bit the scalar float formula with glibc's expf.
+void SiluMul(float* gate, const float* up, int count);
+
 // Row `r` of `t` as floats (token embedding lookup): t.cols values.
 void DequantizeRow(const Tensor& t, int64_t r, float* out);
 

@@ -120,11 +120,23 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain, absl::FunctionRef<void(in
     fn(0, n);
     return;
   }
+  // Guided chunks: each take is a share of what is left (at least `grain`),
+  // so a thread works through long contiguous runs first and the small
+  // chunks at the end even out the finish. Contiguous runs matter for the
+  // GEMMs: a thread that streams one long stretch of weight rows keeps the
+  // hardware prefetchers ahead of it; rows handed out 32 at a time,
+  // alternating between the threads, ran at 70-80% of the bandwidth.
+  const int64_t divisor = 2 * static_cast<int64_t>(num_threads_);
   std::atomic<int64_t> next{0};
   Share([&] {
-    for (int64_t begin = next.fetch_add(grain, std::memory_order_relaxed); begin < n;
-         begin = next.fetch_add(grain, std::memory_order_relaxed)) {
-      fn(begin, std::min(n, begin + grain));
+    int64_t begin = next.load(std::memory_order_relaxed);
+    while (begin < n) {
+      const int64_t take = std::max(grain, (n - begin) / divisor);
+      const int64_t end = std::min(n, begin + take);
+      if (next.compare_exchange_weak(begin, end, std::memory_order_relaxed)) {
+        fn(begin, end);
+        begin = next.load(std::memory_order_relaxed);
+      }
     }
   });
 }

@@ -32,12 +32,15 @@ class ThreadPool {
 
   int num_threads() const { return num_threads_; }
 
-  // Splits [0, n) into chunks of `grain` that threads take in turn until
-  // none is left, calling fn(begin, end) for each, and returns when all are
-  // done. A worker that has not started by the time the caller ran out of
-  // chunks stays out of the region, so a core lost to another process holds
-  // nobody up. Runs on the caller alone when n <= grain. One caller at a
-  // time; fn must not call ParallelFor.
+  // Splits [0, n) into chunks that threads take in turn until none is left,
+  // calling fn(begin, end) for each, and returns when all are done. Each
+  // chunk is a share of what is left (guided scheduling), never less than
+  // `grain`: long contiguous runs first, small ones to even out the end.
+  // Callers must not depend on where the chunks fall. A worker that has not
+  // started by the time the caller ran out of chunks stays out of the
+  // region, so a core lost to another process holds nobody up. Runs on the
+  // caller alone when n <= grain. One caller at a time; fn must not call
+  // ParallelFor.
   void ParallelFor(int64_t n, int64_t grain, absl::FunctionRef<void(int64_t begin, int64_t end)> fn);
 
   // Workers spin between regions until EndStep (bounded: they park after a

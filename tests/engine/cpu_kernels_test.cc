@@ -242,6 +242,28 @@ TEST(CpuKernelsDeathTest, EnvironmentChoosesTheSet) {
       ::testing::ExitedWithCode(0), "INFERD_CPU_KERNELS=sse9 is not a kernel set this CPU runs .*; using " + best);
 }
 
+// SwiGLU's combine step, vectorized, is the scalar float formula bit for bit
+// at every length (vector body plus scalar tail), over the whole range a
+// gate takes: exp overflows, underflows and ties of the division included.
+TEST(CpuKernels, SiluMulMatchesScalarFormula) {
+  std::vector<float> gate = RandomFloats(1003, 11, 30.0f);
+  const std::vector<float> up = RandomFloats(gate.size(), 12, 4.0f);
+  const float specials[] = {0.0f, -0.0f, 88.8f, -88.8f, 104.0f, -104.0f, 1e-30f, -1e-30f, 3e38f, -3e38f, INFINITY,
+                            -INFINITY};
+  std::copy(std::begin(specials), std::end(specials), gate.begin() + 40);
+  for (int count : {0, 1, 7, 8, 9, 1003}) {
+    std::vector<float> got(gate.begin(), gate.begin() + count);
+    SiluMul(got.data(), up.data(), count);
+    for (int i = 0; i < count; ++i) {
+      float v = gate[i];
+      v *= 1.0f / (1.0f + std::exp(-v));
+      const float want = v * up[i];
+      ASSERT_EQ(std::bit_cast<uint32_t>(got[i]), std::bit_cast<uint32_t>(want))
+          << "count " << count << " i " << i << " gate " << gate[i] << ": " << got[i] << " vs " << want;
+    }
+  }
+}
+
 // The vectorized activation quantizer is ggml's scalar one bit for bit:
 // roundf's ties away from zero included.
 TEST(CpuKernels, QuantizeActivationsQ8MatchesScalarReference) {
