@@ -12,7 +12,8 @@
 // Q8_0: two 32-element blocks per zmm. vpdpbusd multiplies u8 by s8, so the
 // weights are offset to w + 128 (u8) and the offset's contribution,
 // 128 * sum(x), is subtracted exactly in int32 by starting the dot product
-// from -128 * sum(x) (itself a vpdpbusd, once per activation row). Each
+// from -128 * sum(x) (itself a vpdpbusd, made once per activation row and
+// GEMM call with the row's spread scales: Q8RowPair). Each
 // int32 lane (four products) is then converted and multiply-added in fp32
 // with the product of the two blocks' scales.
 #include "engine/cpu/kernel_parts.h"
@@ -33,6 +34,7 @@
 
 #include <cstring>
 
+#include "engine/cpu/aligned_vector.h"
 #include "engine/model/float16.h"
 
 #pragma GCC push_options
@@ -186,11 +188,42 @@ inline Q8Pair LoadQ8Pair(const char* block, bool pair) {
   return p;
 }
 
-template <int MT, int NT, bool kPrefetch = false>
-inline void Q8Tile(const Activations& x, int row0, const char* w, size_t ldw, float* out, int ldo) {
-  const int blocks = x.cols / kQ8_0BlockSize;
+// What a Q8 tile needs of one activation row for one pair of blocks, made
+// once per GEMM call instead of once per tile of weight rows: the int32
+// start of the dot product, -128 * sum(x quants), and the row's two block
+// scales, each spread to eight lanes (block b in lanes 0-7, b + 1 in 8-15;
+// zero for an absent b + 1). Three vector operations per row and pair,
+// which every tile of weight rows used to repeat.
+struct Q8RowPair {
+  __m512i neg_sum;
+  __m512 xd16;
+};
+
+inline Q8RowPair SpreadQ8RowPair(const int8_t* xq, const float* xs, bool pair) {
   const __m512i offset = _mm512_set1_epi8(-128);
   const __m512i spread = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  __m512i xv;
+  __m128 xd;
+  if (pair) {
+    xv = _mm512_loadu_si512(xq);
+    // Both scales in one unaligned 8-byte load (a double load of a float
+    // pointer would be undefined at 4-byte alignment).
+    xd = _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i_u*>(xs)));
+  } else {
+    xv = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
+    xd = _mm_load_ss(xs);
+  }
+  // (w + 128) * x summed from -128 * x: exactly w * x, in int32.
+  return {_mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, xv)),
+          _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(xd))};
+}
+
+// spreads: [x.rows][pairs], pairs = ceil(blocks / 2).
+template <int MT, int NT, bool kPrefetch = false>
+inline void Q8Tile(const Activations& x, const Q8RowPair* spreads, int row0, const char* w, size_t ldw, float* out,
+                   int ldo) {
+  const int blocks = x.cols / kQ8_0BlockSize;
+  const int pairs = (blocks + 1) / 2;
   __m512 acc[MT][NT];
 #pragma GCC unroll 8
   for (int i = 0; i < MT; ++i)
@@ -213,26 +246,13 @@ inline void Q8Tile(const Activations& x, int row0, const char* w, size_t ldw, fl
     for (int i = 0; i < MT; ++i) {
       const size_t r = static_cast<size_t>(row0 + i);
       const int8_t* xq = x.q8 + r * x.cols + static_cast<size_t>(b) * kQ8_0BlockSize;
-      const float* xs = x.q8_scales + r * blocks + b;
-      __m512i xv;
-      __m128 xd;
-      if (pair) {
-        xv = _mm512_loadu_si512(xq);
-        // Both scales in one unaligned 8-byte load (a double load of a
-        // float pointer would be undefined at 4-byte alignment).
-        xd = _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i_u*>(xs)));
-      } else {
-        xv = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
-        xd = _mm_load_ss(xs);
-      }
-      // (w + 128) * x summed from -128 * x: exactly w * x, in int32.
-      const __m512i neg_sum =
-          _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, xv));
-      const __m512 xd16 = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(xd));
+      const __m512i xv = pair ? _mm512_loadu_si512(xq)
+                              : _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
+      const Q8RowPair& sp = spreads[r * pairs + b / 2];
 #pragma GCC unroll 8
       for (int j = 0; j < NT; ++j) {
-        const __m512i isum = _mm512_dpbusd_epi32(neg_sum, wp[j].q_offset, xv);
-        acc[i][j] = _mm512_fmadd_ps(_mm512_mul_ps(wp[j].d, xd16), _mm512_cvtepi32_ps(isum), acc[i][j]);
+        const __m512i isum = _mm512_dpbusd_epi32(sp.neg_sum, wp[j].q_offset, xv);
+        acc[i][j] = _mm512_fmadd_ps(_mm512_mul_ps(wp[j].d, sp.xd16), _mm512_cvtepi32_ps(isum), acc[i][j]);
       }
     }
   }
@@ -254,9 +274,10 @@ constexpr int kQ8RowTile = kTiles[2];
 constexpr int kQ8WeightTile = kTiles[3];
 
 template <WeightType T, int MT, int NT, bool kPrefetch>
-inline void Tile(const Activations& x, int m, const char* w, size_t ldw, float* out, int ldo) {
+inline void Tile(const Activations& x, const Q8RowPair* spreads, int m, const char* w, size_t ldw, float* out,
+                 int ldo) {
   if constexpr (T == WeightType::kQ8_0) {
-    Q8Tile<MT, NT, kPrefetch>(x, m, w, ldw, out + m * ldo, ldo);
+    Q8Tile<MT, NT, kPrefetch>(x, spreads, m, w, ldw, out + m * ldo, ldo);
   } else {
     const int k = x.cols;
     FloatTile<T, MT, NT, kPrefetch>(x.f32 + static_cast<size_t>(m) * k, k, w, ldw, k, out + m * ldo, ldo);
@@ -268,32 +289,55 @@ inline void Tile(const Activations& x, int m, const char* w, size_t ldw, float* 
 // not stall meanwhile (batched decode: 8 rows ran at half the bandwidth of
 // 1), the last row tile prefetches the next NT weight rows.
 template <WeightType T, int NT>
-inline void RowsAgainstTile(const Activations& x, const char* w, size_t ldw, float* out, int ldo) {
+inline void RowsAgainstTile(const Activations& x, const Q8RowPair* spreads, const char* w, size_t ldw, float* out,
+                            int ldo) {
   constexpr int kMT = T == WeightType::kQ8_0 ? kQ8RowTile : kRowTile;
   const int full = x.rows - x.rows % kMT;
   for (int m = 0; m < full; m += kMT) {
     if (m + kMT == x.rows) {
-      Tile<T, kMT, NT, true>(x, m, w, ldw, out, ldo);
+      Tile<T, kMT, NT, true>(x, spreads, m, w, ldw, out, ldo);
     } else {
-      Tile<T, kMT, NT, false>(x, m, w, ldw, out, ldo);
+      Tile<T, kMT, NT, false>(x, spreads, m, w, ldw, out, ldo);
     }
   }
   for (int m = full; m < x.rows; ++m) {
     if (m + 1 == x.rows) {
-      Tile<T, 1, NT, true>(x, m, w, ldw, out, ldo);
+      Tile<T, 1, NT, true>(x, spreads, m, w, ldw, out, ldo);
     } else {
-      Tile<T, 1, NT, false>(x, m, w, ldw, out, ldo);
+      Tile<T, 1, NT, false>(x, spreads, m, w, ldw, out, ldo);
     }
   }
+}
+
+// The Q8RowPairs of every row of x, in a grow-only buffer of the calling
+// thread (a steady workload allocates nothing).
+const Q8RowPair* SpreadQ8Rows(const Activations& x) {
+  thread_local AlignedVector<Q8RowPair> spreads;
+  const int blocks = x.cols / kQ8_0BlockSize;
+  const int pairs = (blocks + 1) / 2;
+  const size_t n = static_cast<size_t>(x.rows) * pairs;
+  if (spreads.size() < n) spreads.resize(n);
+  for (int r = 0; r < x.rows; ++r) {
+    const int8_t* xq = x.q8 + static_cast<size_t>(r) * x.cols;
+    const float* xs = x.q8_scales + static_cast<size_t>(r) * blocks;
+    for (int b = 0; b < blocks; b += 2) {
+      spreads[static_cast<size_t>(r) * pairs + b / 2] =
+          SpreadQ8RowPair(xq + static_cast<size_t>(b) * kQ8_0BlockSize, xs + b, b + 1 < blocks);
+    }
+  }
+  return spreads.data();
 }
 
 template <WeightType T>
 void Gemm(const Activations& x, const void* w, size_t w_row_bytes, int n_out, float* out, int ldo) {
   constexpr int kNT = T == WeightType::kQ8_0 ? kQ8WeightTile : kWeightTile;
+  const Q8RowPair* spreads = T == WeightType::kQ8_0 ? SpreadQ8Rows(x) : nullptr;
   const char* wc = static_cast<const char*>(w);
   int n = 0;
-  for (; n + kNT <= n_out; n += kNT) RowsAgainstTile<T, kNT>(x, wc + n * w_row_bytes, w_row_bytes, out + n, ldo);
-  for (; n < n_out; ++n) RowsAgainstTile<T, 1>(x, wc + n * w_row_bytes, w_row_bytes, out + n, ldo);
+  for (; n + kNT <= n_out; n += kNT) {
+    RowsAgainstTile<T, kNT>(x, spreads, wc + n * w_row_bytes, w_row_bytes, out + n, ldo);
+  }
+  for (; n < n_out; ++n) RowsAgainstTile<T, 1>(x, spreads, wc + n * w_row_bytes, w_row_bytes, out + n, ldo);
 }
 
 }  // namespace
