@@ -165,7 +165,9 @@ TEST_P(KernelSetTest, MatMulIsBatchInvariant) {
 // The GEMMs themselves, called on every split of rows and weight rows into
 // runs of 1 to 9 (so every register-tile shape and remainder meets every
 // element), agree bit for bit with one call over the whole matrix; k runs
-// over lengths with and without vector tails.
+// over lengths with and without vector tails. Runs of 9 and the whole 23
+// rows take the AVX-512 path that decodes (Q8_0) or widens (16-bit) the
+// weights once for all row tiles; runs of up to 8 read them in place.
 TEST_P(KernelSetTest, GemmIsInvariantToRowAndOutputSplits) {
   for (WeightType type : kTypes) {
     for (int cols : {32, 96, 160, 768, 2048, 13, 47, 200, 2100}) {
