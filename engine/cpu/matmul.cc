@@ -45,18 +45,23 @@ Activations Prepare(ThreadPool& pool, const TypeTraits& traits, const float* x, 
   return act;
 }
 
-// out[m][n0 .. n0 + count) for every activation row, from weight rows
-// n0 .. n0 + count of w; out's rows are w.rows apart.
-void GemmBlock(const TypeTraits& traits, const Activations& act, const Tensor& w, int n0, int count, float* out) {
+// out[m][n0 .. n0 + count) for activation rows m0 .. m0 + m_count, from
+// weight rows n0 .. n0 + count of w; out's rows are w.rows apart.
+void GemmRows(const TypeTraits& traits, const Activations& act, const Tensor& w, int n0, int count, int m0,
+              int m_count, float* out) {
   const size_t row_bytes = RowBytes(w.type, w.cols);
   const int ldo = static_cast<int>(w.rows);
   const char* block = static_cast<const char*>(w.data) + static_cast<size_t>(n0) * row_bytes;
+  const size_t offset = static_cast<size_t>(m0) * act.cols;
+  const Activations part{m_count, act.cols, act.f32 + offset, act.q8 != nullptr ? act.q8 + offset : nullptr,
+                         act.q8_scales != nullptr ? act.q8_scales + offset / kQ8_0BlockSize : nullptr};
+  traits.gemm(part, block, row_bytes, count, out + static_cast<size_t>(m0) * ldo + n0, ldo);
+}
+
+// The same for every activation row, kRowBlock rows at a time.
+void GemmBlock(const TypeTraits& traits, const Activations& act, const Tensor& w, int n0, int count, float* out) {
   for (int m0 = 0; m0 < act.rows; m0 += kRowBlock) {
-    const size_t offset = static_cast<size_t>(m0) * act.cols;
-    const Activations part{std::min(act.rows - m0, kRowBlock), act.cols, act.f32 + offset,
-                           act.q8 != nullptr ? act.q8 + offset : nullptr,
-                           act.q8_scales != nullptr ? act.q8_scales + offset / kQ8_0BlockSize : nullptr};
-    traits.gemm(part, block, row_bytes, count, out + static_cast<size_t>(m0) * ldo + n0, ldo);
+    GemmRows(traits, act, w, n0, count, m0, std::min(act.rows - m0, kRowBlock), out);
   }
 }
 
@@ -117,18 +122,24 @@ void SwiGluMatMul(ThreadPool& pool, const KernelSet& kernels, const float* x, in
     for (int64_t b = begin; b < end; ++b) {
       const int n0 = static_cast<int>(b) * kWeightBlock;
       const int count = std::min<int>(static_cast<int>(hidden) - n0, kWeightBlock);
-      GemmBlock(gate_traits, gate_act, w1, n0, count, out);
-      GemmBlock(up_traits, up_act, w3, n0, count, up);
-      for (int m = 0; m < rows; ++m) {
-        SiluMul(out + static_cast<size_t>(m) * hidden + n0, up + static_cast<size_t>(m) * hidden + n0, count);
+      // Row block by row block, so that silu * up reads the block's gate and
+      // up outputs while they are in L1 (over all 512 rows of a prefill they
+      // had left it, and the combine stalled on its loads).
+      for (int m0 = 0; m0 < rows; m0 += kRowBlock) {
+        const int m_count = std::min(rows - m0, kRowBlock);
+        GemmRows(gate_traits, gate_act, w1, n0, count, m0, m_count, out);
+        GemmRows(up_traits, up_act, w3, n0, count, m0, m_count, up);
+        for (int m = m0; m < m0 + m_count; ++m) {
+          SiluMul(out + static_cast<size_t>(m) * hidden + n0, up + static_cast<size_t>(m) * hidden + n0, count);
+        }
       }
     }
   });
 }
 
-// The vector loop does the scalar loop's operations lane by lane (ExpfX8 is glibc's expf bit for bit), so where
-// the split between the two falls never changes a value; it matters
-// because a 512-token prefill takes 12.6 M exponentials.
+// The vector loop does the scalar loop's operations lane by lane (ExpfX8
+// is glibc's expf bit for bit), so where the split between the two falls
+// never changes a value. A 512-token prefill takes 12.6 M exponentials.
 void SiluMul(float* gate, const float* up, int count) {
   int i = 0;
 #if INFERD_EXPF_X8
