@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <random>
 
 #include "absl/synchronization/notification.h"
@@ -199,7 +200,20 @@ TEST(Engine, StepStatsMarkDecodeOnlySteps) {
 TEST(Engine, AbortDuringPrefillAndDecodeFreesBlocks) {
   EngineConfig config;
   config.scheduler.max_num_batched_tokens = 8;  // a 200-token prompt takes 25 steps
-  auto engine = MakeEngine(64, 16, config);
+  // The abort comes from the step observer, on the engine thread, after the
+  // prompt's first chunk: so it lands mid-prompt however fast the steps
+  // run. (Polling from the test thread raced the 25 steps, which take about
+  // a millisecond: a clean-clone CI run saw the prompt finish and a token
+  // come out before the abort.)
+  std::atomic<Engine*> engine_ptr{nullptr};
+  std::atomic<bool> abort_after_first_step{true};
+  auto engine = MakeEngine(64, 16, config, [&](const StepStats& s) {
+    if (abort_after_first_step.exchange(false)) {
+      EXPECT_EQ(s.num_tokens, 8);
+      EXPECT_TRUE(engine_ptr.load()->Abort("prefilling"));
+    }
+  });
+  engine_ptr = engine.get();
   Collector collector;
   std::vector<int> long_prompt(200);
   for (int i = 0; i < 200; ++i) long_prompt[i] = 3 + (i * 7) % 500;
@@ -207,10 +221,8 @@ TEST(Engine, AbortDuringPrefillAndDecodeFreesBlocks) {
   Request prefilling = MakeRequest("prefilling", long_prompt, 50);
   prefilling.on_output = collector.CallbackFor("prefilling");
   ASSERT_TRUE(engine->Submit(std::move(prefilling)).ok());
-  // Wait until it holds blocks, then abort mid-prompt.
-  for (int i = 0; i < 1000 && engine->stats().kv_cache.num_used_blocks == 0; ++i) absl::SleepFor(absl::Milliseconds(1));
-  EXPECT_TRUE(engine->Abort("prefilling"));
   ASSERT_TRUE(engine->WaitUntilIdle(absl::Now() + absl::Seconds(30)));
+  EXPECT_FALSE(abort_after_first_step.load());
   EXPECT_EQ(collector.Get("prefilling").last.status.code(), absl::StatusCode::kCancelled);
   EXPECT_TRUE(collector.Get("prefilling").token_ids.empty());
   EXPECT_EQ(engine->stats().kv_cache.num_used_blocks, 0);
