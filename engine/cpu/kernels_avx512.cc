@@ -199,20 +199,20 @@ struct Q8RowPair {
   __m512 xd16;
 };
 
+// The activation quants of blocks b and b + 1 (zeros for an absent b + 1).
+inline __m512i LoadQ8Activations(const int8_t* xq, bool pair) {
+  return pair ? _mm512_loadu_si512(xq)
+              : _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
+}
+
 inline Q8RowPair SpreadQ8RowPair(const int8_t* xq, const float* xs, bool pair) {
   const __m512i offset = _mm512_set1_epi8(-128);
   const __m512i spread = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-  __m512i xv;
-  __m128 xd;
-  if (pair) {
-    xv = _mm512_loadu_si512(xq);
-    // Both scales in one unaligned 8-byte load (a double load of a float
-    // pointer would be undefined at 4-byte alignment).
-    xd = _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i_u*>(xs)));
-  } else {
-    xv = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
-    xd = _mm_load_ss(xs);
-  }
+  const __m512i xv = LoadQ8Activations(xq, pair);
+  // Both scales in one unaligned 8-byte load (a double load of a float
+  // pointer would be undefined at 4-byte alignment).
+  const __m128 xd =
+      pair ? _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i_u*>(xs))) : _mm_load_ss(xs);
   // (w + 128) * x summed from -128 * x: exactly w * x, in int32.
   return {_mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, xv)),
           _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(xd))};
@@ -253,8 +253,7 @@ inline void Q8Tile(const Activations& x, const Q8RowPair* spreads, int row0, con
     for (int i = 0; i < MT; ++i) {
       const size_t r = static_cast<size_t>(row0 + i);
       const int8_t* xq = x.q8 + r * x.cols + static_cast<size_t>(b) * kQ8_0BlockSize;
-      const __m512i xv = pair ? _mm512_loadu_si512(xq)
-                              : _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq)));
+      const __m512i xv = LoadQ8Activations(xq, pair);
       const Q8RowPair& sp = spreads[r * pairs + b / 2];
 #pragma GCC unroll 8
       for (int j = 0; j < NT; ++j) {

@@ -69,8 +69,10 @@ struct StreamResult {
 // wait_for_ready: a call that finds its channel between connections waits
 // for one instead of failing at once (UNAVAILABLE "failed to connect to all
 // addresses"); for tests about what the server does, not about connecting.
+constexpr milliseconds kStreamTimeout(60000);
+
 StreamResult RunStream(v1::Inference::Stub* stub, const v1::GenerateRequest& request,
-                       milliseconds timeout = milliseconds(60000), bool wait_for_ready = false) {
+                       milliseconds timeout = kStreamTimeout, bool wait_for_ready = false) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + timeout);
   context.set_wait_for_ready(wait_for_ready);
@@ -562,7 +564,7 @@ TEST_F(ServerTest, ConcurrentStreamsEqualTheirSoloResults) {
       // the shared, connected channel with "failed to connect to all
       // addresses" before the server ever saw it. Waiting for ready keeps
       // that client-side hiccup out of what this test checks.
-      together[i] = RunStream(i % 2 == 1 ? stub.get() : stub_.get(), requests[i], milliseconds(60000),
+      together[i] = RunStream(i % 2 == 1 ? stub.get() : stub_.get(), requests[i], kStreamTimeout,
                               /*wait_for_ready=*/true);
     });
   }
