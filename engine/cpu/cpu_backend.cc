@@ -12,6 +12,7 @@
 #include "engine/cpu/attention.h"
 #include "engine/cpu/matmul.h"
 #include "engine/model/float16.h"
+#include "engine/model/weight_conversion.h"
 
 namespace inferd {
 
@@ -96,7 +97,13 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(std::shared_ptr<c
                                                    " blocks of ", kv_config.block_size, " tokens"));
   }
   if (absl::Status s = CheckWeights(*weights); !s.ok()) return s;
-  return std::unique_ptr<CpuBackend>(new CpuBackend(std::move(weights), kv_config, num_threads, kv_dtype));
+  // The matrices laid out as the active kernels multiply them fastest
+  // (panels for the AVX-512 float GEMMs); the caller's copy is freed when
+  // it lets go of it.
+  absl::StatusOr<std::shared_ptr<const ModelWeights>> packed =
+      PackWeightsForKernels(std::move(weights), cpu::ActiveKernels(), num_threads);
+  if (!packed.ok()) return packed.status();
+  return std::unique_ptr<CpuBackend>(new CpuBackend(*std::move(packed), kv_config, num_threads, kv_dtype));
 }
 
 CpuBackend::CpuBackend(std::shared_ptr<const ModelWeights> weights, const KvCacheConfig& kv_config, int num_threads,

@@ -1,8 +1,10 @@
 // The CPU backend: the Llama-family forward pass over a paged KV cache, with
-// weights held in their stored dtype (F32, F16, BF16, Q8_0; matrix kernels in
-// kernels.h) and activations in fp32. It reads ModelConfig's architecture
-// switches (q/k/v biases, q/k norms, head_dim, RoPE scaling). It is the
-// reference every other backend is tested against.
+// weights held in their stored dtype (F32, F16, BF16, Q8_0; matrix kernels
+// in kernels.h; matrices packed in 16-row panels where the active kernel set
+// multiplies their type that way, weight_conversion.h) and activations in
+// fp32. It reads ModelConfig's architecture switches (q/k/v biases, q/k
+// norms, head_dim, RoPE scaling). It is the reference every other backend is
+// tested against.
 //
 // Parallel work runs on the backend's own ThreadPool (thread_pool.h), warm
 // for the length of a step and asleep between steps.

@@ -19,8 +19,10 @@ void FloatToBF16(const float* x, void* row, int64_t n);
 void FloatToQ8_0(const float* x, void* row, int64_t n);
 
 using GemmFn = void (*)(const Activations& x, const void* w, size_t w_row_bytes, int n_out, float* out, int ldo);
+using GemmPanelsFn = void (*)(const Activations& x, const void* panels, int n_out, float* out, int ldo);
 struct IsaKernels {
   GemmFn gemm[4];  // by WeightType
+  GemmPanelsFn gemm_panels[4] = {};  // by WeightType; nullptr: row-major only
 };
 
 IsaKernels PortableIsaKernels();

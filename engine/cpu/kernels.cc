@@ -78,10 +78,11 @@ KernelSet Assemble(const char* isa, const parts::IsaKernels& k) {
   using parts::F32ToFloat;
   using parts::Q8_0ToFloat;
   KernelSet set{isa, {}};
-  set.types[static_cast<int>(WeightType::kF32)] = {F32ToFloat, parts::FloatToF32, k.gemm[0], false};
-  set.types[static_cast<int>(WeightType::kF16)] = {F16ToFloat, parts::FloatToF16, k.gemm[1], false};
-  set.types[static_cast<int>(WeightType::kBF16)] = {BF16ToFloat, parts::FloatToBF16, k.gemm[2], false};
-  set.types[static_cast<int>(WeightType::kQ8_0)] = {Q8_0ToFloat, parts::FloatToQ8_0, k.gemm[3], true};
+  set.types[static_cast<int>(WeightType::kF32)] = {F32ToFloat, parts::FloatToF32, k.gemm[0], false, k.gemm_panels[0]};
+  set.types[static_cast<int>(WeightType::kF16)] = {F16ToFloat, parts::FloatToF16, k.gemm[1], false, k.gemm_panels[1]};
+  set.types[static_cast<int>(WeightType::kBF16)] = {BF16ToFloat, parts::FloatToBF16, k.gemm[2], false,
+                                                     k.gemm_panels[2]};
+  set.types[static_cast<int>(WeightType::kQ8_0)] = {Q8_0ToFloat, parts::FloatToQ8_0, k.gemm[3], true, k.gemm_panels[3]};
   return set;
 }
 

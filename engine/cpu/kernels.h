@@ -1,6 +1,7 @@
 // The CPU backend's per-dtype kernels behind one dispatch table, chosen once
 // from CPUID (llama.cpp's ggml-cpu type_traits): for each weight type a row
-// dequantizer, a row quantizer, and a GEMM over a block of weight rows. The
+// dequantizer, a row quantizer, a GEMM over a block of weight rows, and
+// (AVX-512, float types) a GEMM over weights packed in panels. The
 // forward pass stays dtype-blind: it calls MatMul (matmul.h), which prepares
 // the activations the way the weight type's GEMM reads them and splits the
 // work.
@@ -8,7 +9,9 @@
 // Batch invariance: every GEMM computes each output element with the same
 // sequence of floating-point operations whatever the number of activation
 // rows, their grouping into register tiles, or the thread count. A table may
-// differ from another table in rounding; one table never differs from itself.
+// differ from another table in rounding; one table never differs from itself,
+// and its panel GEMM never differs from itself either (it may differ from the
+// row-major one).
 #pragma once
 
 #include <cstddef>
@@ -46,6 +49,12 @@ struct TypeTraits {
   void (*gemm)(const Activations& x, const void* w, size_t w_row_bytes, int n_out, float* out, int ldo);
   // Whether `gemm` reads Activations::q8 (MatMul quantizes x first).
   bool quantized_activations = false;
+  // The same product over weights packed in panels (TensorLayout::kPanels16):
+  // `panels` is the first of ceil(n_out / 16) panels of x.cols columns, and
+  // out[i * ldo + j] is written for j < n_out. nullptr where this set
+  // multiplies only row-major weights of the type; the CPU backend packs a
+  // type's weights where the active set has this (panel_weights.h).
+  void (*gemm_panels)(const Activations& x, const void* panels, int n_out, float* out, int ldo) = nullptr;
 };
 
 struct KernelSet {

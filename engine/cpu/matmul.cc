@@ -2,6 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
 
 #include "engine/cpu/aligned_vector.h"
 #include "engine/expf_x8.h"
@@ -15,11 +20,25 @@ namespace {
 // 512-token prefill and nothing from decode (forward_benchmark, A/B).
 constexpr int kWeightBlock = 64;
 constexpr int kRowBlock = 64;
+// Weights packed in panels: three panels, the panel GEMM's register tile.
+constexpr int kPanelBlock = 3 * kPanelRows;
 // Below this many multiply-adds a product runs on the calling thread: waking
 // a worker would cost more than it saves (tiny models).
 constexpr int64_t kParallelMacs = int64_t{1} << 16;
 
-int NumBlocks(const Tensor& w) { return static_cast<int>((w.rows + kWeightBlock - 1) / kWeightBlock); }
+bool IsPanels(const Tensor& w) { return w.layout == TensorLayout::kPanels16; }
+int BlockRows(const Tensor& w) { return IsPanels(w) ? kPanelBlock : kWeightBlock; }
+int NumBlocks(const Tensor& w) { return static_cast<int>((w.rows + BlockRows(w) - 1) / BlockRows(w)); }
+
+// Panel-packed weights need the set's panel GEMM; the CPU backend packs only
+// for a set that has one, so its absence is a caller's bug.
+void CheckCanMultiply(const TypeTraits& traits, const Tensor& w) {
+  if (IsPanels(w) && traits.gemm_panels == nullptr) {
+    std::fprintf(stderr, "inferd: MatMul on panel-packed %s weights with a kernel set that has no panel GEMM\n",
+                 std::string(WeightTypeName(w.type)).c_str());
+    std::abort();
+  }
+}
 
 // The activations as `traits`' GEMM reads them. Q8_0's quantized copy lives
 // in grow-only buffers of the calling thread, so a steady workload
@@ -51,11 +70,17 @@ void GemmRows(const TypeTraits& traits, const Activations& act, const Tensor& w,
               int m_count, float* out) {
   const size_t row_bytes = RowBytes(w.type, w.cols);
   const int ldo = static_cast<int>(w.rows);
+  // n0 is a multiple of the block rows, so of the panel rows.
   const char* block = static_cast<const char*>(w.data) + static_cast<size_t>(n0) * row_bytes;
   const size_t offset = static_cast<size_t>(m0) * act.cols;
   const Activations part{m_count, act.cols, act.f32 + offset, act.q8 != nullptr ? act.q8 + offset : nullptr,
                          act.q8_scales != nullptr ? act.q8_scales + offset / kQ8_0BlockSize : nullptr};
-  traits.gemm(part, block, row_bytes, count, out + static_cast<size_t>(m0) * ldo + n0, ldo);
+  float* o = out + static_cast<size_t>(m0) * ldo + n0;
+  if (IsPanels(w)) {
+    traits.gemm_panels(part, block, count, o, ldo);
+  } else {
+    traits.gemm(part, block, row_bytes, count, o, ldo);
+  }
 }
 
 // The same for every activation row, kRowBlock rows at a time.
@@ -83,12 +108,13 @@ void FusedMatMul(ThreadPool& pool, const KernelSet& kernels, const float* x, int
   if (parts.empty() || rows == 0) return;
   const Tensor& first = *parts[0].w;
   for (const MatMulPart& p : parts) {
-    if (p.w->type != first.type || p.w->cols != first.cols) {
+    if (p.w->type != first.type || p.w->cols != first.cols || p.w->layout != first.layout) {
       for (const MatMulPart& q : parts) MatMul(pool, kernels, x, rows, *q.w, q.out);
       return;
     }
   }
   const TypeTraits& traits = kernels[first.type];
+  CheckCanMultiply(traits, first);
   const Activations act = Prepare(pool, traits, x, rows, static_cast<int>(first.cols));
   int64_t blocks = 0, out_features = 0;
   for (const MatMulPart& p : parts) {
@@ -101,8 +127,8 @@ void FusedMatMul(ThreadPool& pool, const KernelSet& kernels, const float* x, int
       size_t i = 0;
       while (local >= NumBlocks(*parts[i].w)) local -= NumBlocks(*parts[i++].w);
       const Tensor& w = *parts[i].w;
-      const int n0 = static_cast<int>(local) * kWeightBlock;
-      GemmBlock(traits, act, w, n0, std::min<int>(static_cast<int>(w.rows) - n0, kWeightBlock), parts[i].out);
+      const int n0 = static_cast<int>(local) * BlockRows(w);
+      GemmBlock(traits, act, w, n0, std::min<int>(static_cast<int>(w.rows) - n0, BlockRows(w)), parts[i].out);
     }
   });
 }
@@ -110,8 +136,16 @@ void FusedMatMul(ThreadPool& pool, const KernelSet& kernels, const float* x, int
 void SwiGluMatMul(ThreadPool& pool, const KernelSet& kernels, const float* x, int rows, const Tensor& w1,
                   const Tensor& w3, float* out, float* up) {
   if (rows == 0) return;
+  if (w1.layout != w3.layout) {  // blocks of different sizes: one after the other
+    MatMul(pool, kernels, x, rows, w1, out);
+    MatMul(pool, kernels, x, rows, w3, up);
+    SiluMul(out, up, static_cast<int>(rows * w1.rows));
+    return;
+  }
   const TypeTraits& gate_traits = kernels[w1.type];
   const TypeTraits& up_traits = kernels[w3.type];
+  CheckCanMultiply(gate_traits, w1);
+  CheckCanMultiply(up_traits, w3);
   const int cols = static_cast<int>(w1.cols);
   const Activations gate_act = Prepare(pool, gate_traits, x, rows, cols);
   // Only Q8_0 quantizes, so two quantized types are the same type.
@@ -120,8 +154,8 @@ void SwiGluMatMul(ThreadPool& pool, const KernelSet& kernels, const float* x, in
   const int64_t blocks = NumBlocks(w1);
   pool.ParallelFor(blocks, Grain(rows, 2 * hidden, cols, blocks), [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
-      const int n0 = static_cast<int>(b) * kWeightBlock;
-      const int count = std::min<int>(static_cast<int>(hidden) - n0, kWeightBlock);
+      const int n0 = static_cast<int>(b) * BlockRows(w1);
+      const int count = std::min<int>(static_cast<int>(hidden) - n0, BlockRows(w1));
       // Row block by row block, so that silu * up reads the block's gate and
       // up outputs while they are in L1 (over all 512 rows of a prefill they
       // had left it, and the combine stalled on its loads).
@@ -158,6 +192,23 @@ void SiluMul(float* gate, const float* up, int count) {
   }
 }
 
-void DequantizeRow(const Tensor& t, int64_t r, float* out) { ActiveKernels()[t.type].to_float(t.row(r), out, t.cols); }
+void DequantizeRow(const Tensor& t, int64_t r, float* out) {
+  const TypeTraits& traits = ActiveKernels()[t.type];
+  if (!IsPanels(t)) {
+    traits.to_float(t.row(r), out, t.cols);
+    return;
+  }
+  // The row's elements are 16 apart in its panel: gathered, then converted.
+  const size_t element = RowBytes(t.type, 1);
+  const char* panel = static_cast<const char*>(t.data) + static_cast<size_t>(r / kPanelRows) * kPanelRows *
+                                                             RowBytes(t.type, t.cols);
+  const char* first = panel + static_cast<size_t>(r % kPanelRows) * element;
+  thread_local std::vector<char> row;
+  row.resize(static_cast<size_t>(t.cols) * element);
+  for (int64_t c = 0; c < t.cols; ++c) {
+    std::memcpy(&row[static_cast<size_t>(c) * element], first + static_cast<size_t>(c) * kPanelRows * element, element);
+  }
+  traits.to_float(row.data(), out, t.cols);
+}
 
 }  // namespace inferd::cpu

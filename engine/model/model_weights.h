@@ -30,15 +30,33 @@ std::string_view WeightTypeName(WeightType type);
 // Bytes of one row of `cols` elements (cols % 32 == 0 for Q8_0).
 size_t RowBytes(WeightType type, int64_t cols);
 
-// A row-major [rows][cols] tensor (vectors: rows == 1), not owning its bytes.
+// How a tensor's elements are ordered in memory.
+enum class TensorLayout {
+  kRowMajor,
+  // Rows in panels of 16, each panel [cols][16]: element (r, c) is element
+  // c * 16 + r % 16 of panel r / 16, the last panel padded with zero rows.
+  // Only the CPU backend's packed copies (engine/cpu/panel_weights.h), for
+  // its outer-product kernels; F32, F16 and BF16 only.
+  kPanels16,
+};
+
+inline constexpr int kPanelRows = 16;
+
+// A [rows][cols] tensor (vectors: rows == 1), not owning its bytes.
 struct Tensor {
   WeightType type = WeightType::kF32;
   const void* data = nullptr;
   int64_t rows = 0;
   int64_t cols = 0;
+  TensorLayout layout = TensorLayout::kRowMajor;
 
   bool empty() const { return data == nullptr; }
-  size_t bytes() const { return static_cast<size_t>(rows) * RowBytes(type, cols); }
+  // Rows as stored (panels round them up to whole panels).
+  int64_t stored_rows() const {
+    return layout == TensorLayout::kPanels16 ? (rows + kPanelRows - 1) / kPanelRows * kPanelRows : rows;
+  }
+  size_t bytes() const { return static_cast<size_t>(stored_rows()) * RowBytes(type, cols); }
+  // Row r; only for row-major tensors.
   const void* row(int64_t r) const { return static_cast<const char*>(data) + static_cast<size_t>(r) * RowBytes(type, cols); }
   // The data as floats; only for kF32 tensors (norm weights always are).
   const float* f32() const { return static_cast<const float*>(data); }

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -40,27 +41,118 @@ void ListTensors(ModelWeights& w, bool tied, std::vector<NamedTensor>* matrices,
   }
 }
 
-// Rows [r0, r1) of one tensor into its new buffer.
+// Rows [r0, r1) of one tensor into its new buffer, in `type` and `layout`
+// (for panels, r0 and r1 are whole panels; rows past the tensor's are the
+// last panel's zero padding).
 struct Job {
   Tensor src;
   char* dst;
   WeightType type;
+  TensorLayout layout;
   int64_t r0, r1;
 };
 
 void RunJob(const Job& job) {
   const size_t dst_row = RowBytes(job.type, job.src.cols);
-  char* out = job.dst + static_cast<size_t>(job.r0) * dst_row;
-  if (job.src.type == job.type) {
-    std::memcpy(out, job.src.row(job.r0), static_cast<size_t>(job.r1 - job.r0) * dst_row);
+  if (job.layout == TensorLayout::kRowMajor && job.src.type == job.type) {
+    std::memcpy(job.dst + static_cast<size_t>(job.r0) * dst_row, job.src.row(job.r0),
+                static_cast<size_t>(job.r1 - job.r0) * dst_row);
     return;
   }
   const cpu::KernelSet& k = cpu::ActiveKernels();
   std::vector<float> row(static_cast<size_t>(job.src.cols));
-  for (int64_t r = job.r0; r < job.r1; ++r, out += dst_row) {
-    k[job.src.type].to_float(job.src.row(r), row.data(), job.src.cols);
-    k[job.type].from_float(row.data(), out, job.src.cols);
+  std::vector<char> converted(dst_row);
+  for (int64_t r = job.r0; r < job.r1; ++r) {
+    const bool padding = r >= job.src.rows;
+    char* out = job.layout == TensorLayout::kRowMajor ? job.dst + static_cast<size_t>(r) * dst_row : converted.data();
+    if (padding) {
+      std::memset(out, 0, dst_row);
+    } else if (job.src.type == job.type) {
+      std::memcpy(out, job.src.row(r), dst_row);
+    } else {
+      k[job.src.type].to_float(job.src.row(r), row.data(), job.src.cols);
+      k[job.type].from_float(row.data(), out, job.src.cols);
+    }
+    if (job.layout == TensorLayout::kPanels16) {
+      // Element c of row r goes to element c * 16 + r % 16 of panel r / 16.
+      const size_t element = RowBytes(job.type, 1);
+      char* panel = job.dst + static_cast<size_t>(r / kPanelRows) * kPanelRows * dst_row +
+                    static_cast<size_t>(r % kPanelRows) * element;
+      for (int64_t c = 0; c < job.src.cols; ++c) {
+        std::memcpy(panel + static_cast<size_t>(c) * kPanelRows * element, out + static_cast<size_t>(c) * element,
+                    element);
+      }
+    }
   }
+}
+
+// Where each matrix goes: its type and layout.
+struct Target {
+  WeightType type;
+  TensorLayout layout;
+};
+
+// A copy of `src` with every matrix as `target` says and every vector
+// copied, in one buffer the copy's `owners` hold: nothing of `src` is kept.
+// Every tensor in one buffer on huge pages (a decode step streams all of
+// them; per-tensor buffers of a few MiB would mostly miss the 2 MiB
+// boundaries), each on a 64-byte line, filled in chunks of about 256K
+// elements by every thread: converting a 7B model is seconds of work.
+absl::StatusOr<std::unique_ptr<ModelWeights>> Rebuild(const ModelWeights& src, WeightType dtype,
+                                                      const std::function<Target(const NamedTensor&)>& target,
+                                                      int num_threads) {
+  auto w = std::make_unique<ModelWeights>();
+  w->config = src.config;
+  w->dtype = dtype;
+  w->token_embedding = src.token_embedding;
+  w->wcls = src.wcls;
+  w->rms_final = src.rms_final;
+  w->layers = src.layers;
+  const bool tied = src.wcls.data == src.token_embedding.data;
+  std::vector<NamedTensor> matrices, vectors;
+  ListTensors(*w, tied, &matrices, &vectors);
+  struct Placement {
+    Tensor* t;
+    Target to;
+    size_t offset;
+  };
+  std::vector<Placement> placements;
+  size_t total = 0;
+  auto plan = [&](Tensor& t, Target to) {
+    if (t.empty()) return;
+    placements.push_back({&t, to, total});
+    const Tensor placed{to.type, nullptr, t.rows, t.cols, to.layout};
+    total += (placed.bytes() + 63) / 64 * 64;
+  };
+  for (NamedTensor& m : matrices) {
+    if (!m.t->empty()) plan(*m.t, target(m));
+  }
+  // Norms and biases are F32 already (loaders widen them); copied so that
+  // nothing points into `src`'s buffers.
+  for (NamedTensor& v : vectors) plan(*v.t, Target{WeightType::kF32, TensorLayout::kRowMajor});
+  constexpr size_t kLine = 64;
+  auto buffer = std::shared_ptr<char>(static_cast<char*>(std::aligned_alloc(kLine, std::max(total, kLine))), std::free);
+  if (buffer == nullptr) return absl::ResourceExhaustedError(absl::StrCat(total, " bytes for the weights not available"));
+  AdviseHugePages(buffer.get(), total);
+  w->owners.push_back(buffer);
+  std::vector<Job> jobs;
+  for (const Placement& p : placements) {
+    Tensor& t = *p.t;
+    char* data = buffer.get() + p.offset;
+    const Tensor placed{p.to.type, data, t.rows, t.cols, p.to.layout};
+    int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(t.cols, 1));
+    if (p.to.layout == TensorLayout::kPanels16) chunk = (chunk + kPanelRows - 1) / kPanelRows * kPanelRows;
+    for (int64_t r = 0; r < placed.stored_rows(); r += chunk) {
+      jobs.push_back({t, data, p.to.type, p.to.layout, r, std::min(placed.stored_rows(), r + chunk)});
+    }
+    t = placed;
+  }
+  if (tied) w->wcls = w->token_embedding;
+  cpu::ThreadPool pool(num_threads);
+  pool.ParallelFor(static_cast<int64_t>(jobs.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t j = begin; j < end; ++j) RunJob(jobs[j]);
+  });
+  return w;
 }
 
 }  // namespace
@@ -77,16 +169,10 @@ absl::StatusOr<std::optional<WeightType>> ParseWeightDtype(std::string_view name
 absl::StatusOr<ConvertedWeights> ConvertWeights(std::shared_ptr<const ModelWeights> src, WeightType type,
                                                 int num_threads) {
   const auto start = std::chrono::steady_clock::now();
-  auto w = std::make_unique<ModelWeights>();
-  w->config = src->config;
-  w->dtype = type;
-  w->token_embedding = src->token_embedding;
-  w->wcls = src->wcls;
-  w->rms_final = src->rms_final;
-  w->layers = src->layers;
+  ModelWeights listed = *src;
   const bool tied = src->wcls.data == src->token_embedding.data;
   std::vector<NamedTensor> matrices, vectors;
-  ListTensors(*w, tied, &matrices, &vectors);
+  ListTensors(listed, tied, &matrices, &vectors);
 
   bool all_there = true;
   for (const NamedTensor& m : matrices) {
@@ -101,53 +187,38 @@ absl::StatusOr<ConvertedWeights> ConvertWeights(std::shared_ptr<const ModelWeigh
   }
   if (all_there && src->dtype == type) return ConvertedWeights{std::move(src), ""};
 
-  // Every tensor in one buffer on huge pages (a decode step streams all of
-  // them; per-tensor buffers of a few MiB would mostly miss the 2 MiB
-  // boundaries), each on a 64-byte line, filled in chunks of about 256K
-  // elements by every thread: converting a 7B model is seconds of work.
-  struct Placement {
-    Tensor* t;
-    WeightType to;
-    size_t offset;
-  };
-  std::vector<Placement> placements;
-  size_t total = 0;
-  auto plan = [&](Tensor& t, WeightType to) {
-    if (t.empty()) return;
-    placements.push_back({&t, to, total});
-    total += (static_cast<size_t>(t.rows) * RowBytes(to, t.cols) + 63) / 64 * 64;
-  };
+  absl::StatusOr<std::unique_ptr<ModelWeights>> converted =
+      Rebuild(*src, type, [type](const NamedTensor&) { return Target{type, TensorLayout::kRowMajor}; }, num_threads);
+  if (!converted.ok()) return converted.status();
   int64_t elements = 0;
-  for (NamedTensor& m : matrices) {
+  for (const NamedTensor& m : matrices) {
     if (!m.t->empty()) elements += m.t->rows * m.t->cols;
-    plan(*m.t, type);
   }
-  // Norms and biases are F32 already (loaders widen them); copied so that
-  // nothing points into `src`'s buffers.
-  for (NamedTensor& v : vectors) plan(*v.t, WeightType::kF32);
-  constexpr size_t kLine = 64;
-  auto buffer = std::shared_ptr<char>(static_cast<char*>(std::aligned_alloc(kLine, std::max(total, kLine))), std::free);
-  if (buffer == nullptr) return absl::ResourceExhaustedError(absl::StrCat("--dtype: ", total, " bytes not available"));
-  AdviseHugePages(buffer.get(), total);
-  w->owners.push_back(buffer);
-  std::vector<Job> jobs;
-  for (const Placement& p : placements) {
-    Tensor& t = *p.t;
-    char* data = buffer.get() + p.offset;
-    const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(t.cols, 1));
-    for (int64_t r = 0; r < t.rows; r += chunk) jobs.push_back({t, data, p.to, r, std::min(t.rows, r + chunk)});
-    t = Tensor{p.to, data, t.rows, t.cols};
-  }
-  if (tied) w->wcls = w->token_embedding;
-  cpu::ThreadPool pool(num_threads);
-  pool.ParallelFor(static_cast<int64_t>(jobs.size()), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t j = begin; j < end; ++j) RunJob(jobs[j]);
-  });
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::string note = absl::StrFormat("converted %.1fM weights %s -> %s in %.2f s", elements / 1e6,
                                      std::string(WeightTypeName(src->dtype)), std::string(WeightTypeName(type)),
                                      seconds);
-  return ConvertedWeights{std::shared_ptr<const ModelWeights>(std::move(w)), std::move(note)};
+  return ConvertedWeights{std::shared_ptr<const ModelWeights>(*std::move(converted)), std::move(note)};
+}
+
+absl::StatusOr<std::shared_ptr<const ModelWeights>> PackWeightsForKernels(std::shared_ptr<const ModelWeights> src,
+                                                                          const cpu::KernelSet& kernels,
+                                                                          int num_threads) {
+  const bool tied = src->wcls.data == src->token_embedding.data;
+  auto target = [&](const NamedTensor& m) {
+    // An untied embedding is only looked up, a row at a time: row-major.
+    const bool packs = kernels[m.t->type].gemm_panels != nullptr && (tied || m.name != "token_embedding");
+    return Target{m.t->type, packs ? TensorLayout::kPanels16 : TensorLayout::kRowMajor};
+  };
+  ModelWeights listed = *src;
+  std::vector<NamedTensor> matrices, vectors;
+  ListTensors(listed, tied, &matrices, &vectors);
+  bool any = false;
+  for (const NamedTensor& m : matrices) any = any || (!m.t->empty() && target(m).layout == TensorLayout::kPanels16);
+  if (!any) return src;
+  absl::StatusOr<std::unique_ptr<ModelWeights>> packed = Rebuild(*src, src->dtype, target, num_threads);
+  if (!packed.ok()) return packed.status();
+  return std::shared_ptr<const ModelWeights>(*std::move(packed));
 }
 
 }  // namespace inferd

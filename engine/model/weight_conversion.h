@@ -1,6 +1,7 @@
 // --dtype at load: every matrix of a model re-encoded in one weight type
 // (F32, F16, BF16 or Q8_0) with the CPU kernels' own row converters, so the
-// backend serves that type. Norms and biases stay F32.
+// backend serves that type. Norms and biases stay F32. And the CPU backend's
+// repacking of the matrices for its kernels.
 #pragma once
 
 #include <optional>
@@ -9,6 +10,10 @@
 
 #include "absl/status/statusor.h"
 #include "engine/model/model_weights.h"
+
+namespace inferd::cpu {
+struct KernelSet;
+}  // namespace inferd::cpu
 
 namespace inferd {
 
@@ -32,5 +37,15 @@ struct ConvertedWeights {
 // naming the tensor. Runs on `num_threads` threads (< 1: every core).
 absl::StatusOr<ConvertedWeights> ConvertWeights(std::shared_ptr<const ModelWeights> src, WeightType type,
                                                 int num_threads = 0);
+
+// The weights as `kernels` multiplies them: a copy of `src` (row-major)
+// with every matrix of a type that the set has a panel GEMM for packed in
+// panels (TensorLayout::kPanels16), an untied token embedding excepted (it
+// is only looked up), and everything else copied; `src` itself where
+// nothing would be packed. Nothing of `src` is kept, so dropping it frees
+// its memory (the peak is both copies). The CPU backend calls it.
+absl::StatusOr<std::shared_ptr<const ModelWeights>> PackWeightsForKernels(std::shared_ptr<const ModelWeights> src,
+                                                                          const cpu::KernelSet& kernels,
+                                                                          int num_threads = 0);
 
 }  // namespace inferd

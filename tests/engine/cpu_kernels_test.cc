@@ -68,6 +68,42 @@ TypedMatrix MakeMatrix(WeightType type, int rows, int cols, uint32_t seed) {
   return m;
 }
 
+// `m` packed in 16-row panels by the layout's definition (model_weights.h:
+// element (r, c) is element c * 16 + r % 16 of panel r / 16, zero-padded).
+TypedMatrix PackByDefinition(const TypedMatrix& m) {
+  const Tensor& t = m.tensor;
+  const size_t element = RowBytes(t.type, 1);
+  TypedMatrix p;
+  p.dequantized = m.dequantized;
+  p.tensor = Tensor{t.type, nullptr, t.rows, t.cols, TensorLayout::kPanels16};
+  p.bytes.assign(p.tensor.bytes(), 0);
+  for (int64_t r = 0; r < t.rows; ++r) {
+    for (int64_t c = 0; c < t.cols; ++c) {
+      std::memcpy(&p.bytes[((r / 16) * t.cols * 16 + c * 16 + r % 16) * element], &m.bytes[(r * t.cols + c) * element],
+                  element);
+    }
+  }
+  p.tensor.data = p.bytes.data();
+  return p;
+}
+
+// The layouts `set` multiplies weights of `type` in: row-major, and panels
+// where it has a panel GEMM for the type.
+std::vector<TensorLayout> LayoutsFor(const KernelSet& set, WeightType type) {
+  std::vector<TensorLayout> layouts = {TensorLayout::kRowMajor};
+  if (set[type].gemm_panels != nullptr) layouts.push_back(TensorLayout::kPanels16);
+  return layouts;
+}
+
+// The matrix in `layout`.
+TypedMatrix MakeMatrix(WeightType type, int rows, int cols, uint32_t seed, TensorLayout layout) {
+  TypedMatrix m = MakeMatrix(type, rows, cols, seed);
+  if (layout == TensorLayout::kPanels16) return PackByDefinition(m);
+  return m;  // moved: tensor.data still points into bytes
+}
+
+const char* LayoutName(TensorLayout layout) { return layout == TensorLayout::kPanels16 ? "panels" : "row-major"; }
+
 struct Shape {
   int rows, out, cols;
 };
@@ -100,9 +136,10 @@ class KernelSetTest : public ::testing::TestWithParam<const char*> {
 TEST_P(KernelSetTest, MatMulMatchesDoubleReferenceOfDequantizedWeights) {
   for (WeightType type : kTypes) {
     for (const Shape& s : ShapesFor(type)) {
-      SCOPED_TRACE(::testing::Message() << set_->isa << " " << WeightTypeName(type) << " rows " << s.rows << " out "
-                                        << s.out << " cols " << s.cols);
-      const TypedMatrix w = MakeMatrix(type, s.out, s.cols, 100 + s.cols);
+     for (TensorLayout layout : LayoutsFor(*set_, type)) {
+      SCOPED_TRACE(::testing::Message() << set_->isa << " " << WeightTypeName(type) << " " << LayoutName(layout)
+                                        << " rows " << s.rows << " out " << s.out << " cols " << s.cols);
+      const TypedMatrix w = MakeMatrix(type, s.out, s.cols, 100 + s.cols, layout);
       const std::vector<float> x = RandomFloats(static_cast<size_t>(s.rows) * s.cols, 200 + s.rows);
       std::vector<float> out(static_cast<size_t>(s.rows) * s.out);
       MatMul(pool_, *set_, x.data(), s.rows, w.tensor, out.data());
@@ -133,6 +170,7 @@ TEST_P(KernelSetTest, MatMulMatchesDoubleReferenceOfDequantizedWeights) {
           ASSERT_LE(std::fabs(got - ref), float_bound + quant_bound * (1 + 1e-6)) << "element " << i << "," << j;
         }
       }
+     }
     }
   }
 }
@@ -142,8 +180,9 @@ TEST_P(KernelSetTest, MatMulMatchesDoubleReferenceOfDequantizedWeights) {
 TEST_P(KernelSetTest, MatMulIsBatchInvariant) {
   const int cols = 160, out = 45, rows = 71;  // tails in every tile dimension
   for (WeightType type : kTypes) {
-    SCOPED_TRACE(::testing::Message() << set_->isa << " " << WeightTypeName(type));
-    const TypedMatrix w = MakeMatrix(type, out, cols, 7);
+   for (TensorLayout layout : LayoutsFor(*set_, type)) {
+    SCOPED_TRACE(::testing::Message() << set_->isa << " " << WeightTypeName(type) << " " << LayoutName(layout));
+    const TypedMatrix w = MakeMatrix(type, out, cols, 7, layout);
     const std::vector<float> x = RandomFloats(static_cast<size_t>(rows) * cols, 8);
     std::vector<float> batched(static_cast<size_t>(rows) * out), single(out), one_thread(batched.size());
     MatMul(pool_, *set_, x.data(), rows, w.tensor, batched.data());
@@ -159,6 +198,7 @@ TEST_P(KernelSetTest, MatMulIsBatchInvariant) {
     std::vector<float> three(3 * out);
     MatMul(pool_, *set_, &x[static_cast<size_t>(30) * cols], 3, w.tensor, three.data());
     EXPECT_TRUE(std::equal(three.begin(), three.end(), batched.begin() + static_cast<size_t>(30) * out));
+   }
   }
 }
 
@@ -197,6 +237,42 @@ TEST_P(KernelSetTest, GemmIsInvariantToRowAndOutputSplits) {
           for (int n0 = 0; n0 < n_out; n0 += n_run) {
             gemm(m0, std::min(run, rows - m0), n0, std::min(n_run, n_out - n0), split.data());
           }
+        }
+        for (size_t e = 0; e < whole.size(); ++e) {
+          ASSERT_EQ(std::bit_cast<uint32_t>(split[e]), std::bit_cast<uint32_t>(whole[e]))
+              << "runs of " << run << ", element " << e / n_out << "," << e % n_out;
+        }
+      }
+    }
+  }
+}
+
+// The panel GEMMs on every split of rows into runs of 1 to 17 (every
+// register-tile height, and the k spans taken past 8 rows) and of weight
+// rows into runs of whole panels, against one call over the whole matrix:
+// bit for bit, with k tails of every length.
+TEST_P(KernelSetTest, PanelGemmIsInvariantToRowAndOutputSplits) {
+  for (WeightType type : kTypes) {
+    if ((*set_)[type].gemm_panels == nullptr) continue;
+    for (int cols : {1, 13, 160, 768, 2100}) {
+      SCOPED_TRACE(::testing::Message() << set_->isa << " " << WeightTypeName(type) << " cols " << cols);
+      const int rows = 37, n_out = 83;  // 6 panels, the last of 3 rows
+      const TypedMatrix w = MakeMatrix(type, n_out, cols, 21 + cols, TensorLayout::kPanels16);
+      const std::vector<float> x = RandomFloats(static_cast<size_t>(rows) * cols, 22 + cols);
+      const size_t panel_bytes = 16 * RowBytes(type, cols);
+      auto gemm = [&](int m0, int m_count, int p0, int p_count, float* out) {
+        const int n0 = 16 * p0, n_count = std::min(16 * p_count, n_out - n0);
+        const Activations part{m_count, cols, x.data() + static_cast<size_t>(m0) * cols};
+        (*set_)[type].gemm_panels(part, w.bytes.data() + p0 * panel_bytes, n_count,
+                                  out + static_cast<size_t>(m0) * n_out + n0, n_out);
+      };
+      std::vector<float> whole(static_cast<size_t>(rows) * n_out);
+      gemm(0, rows, 0, 6, whole.data());
+      for (int run = 1; run <= 17; ++run) {
+        std::vector<float> split(whole.size(), NAN);
+        const int p_run = 1 + run % 4;
+        for (int m0 = 0; m0 < rows; m0 += run) {
+          for (int p0 = 0; p0 < 6; p0 += p_run) gemm(m0, std::min(run, rows - m0), p0, std::min(p_run, 6 - p0), split.data());
         }
         for (size_t e = 0; e < whole.size(); ++e) {
           ASSERT_EQ(std::bit_cast<uint32_t>(split[e]), std::bit_cast<uint32_t>(whole[e]))
@@ -306,6 +382,20 @@ TEST(CpuKernels, DequantizeRowReadsEveryType) {
     // quantization step (half a step of rounding, plus the fp16 scale's).
     const float step = type == WeightType::kQ8_0 ? 3.0f / 127 : 0.0f;
     for (int i = 0; i < 32; ++i) EXPECT_LE(std::fabs(row[i] - values[i]), step) << WeightTypeName(type) << " " << i;
+  }
+}
+
+// A row of a panel-packed matrix (a tied embedding, packed for the
+// classifier's GEMM) reads back as the row it was.
+TEST(CpuKernels, DequantizeRowReadsPanels) {
+  for (WeightType type : {WeightType::kF32, WeightType::kF16, WeightType::kBF16}) {
+    const TypedMatrix m = MakeMatrix(type, 35, 50, 3);
+    const TypedMatrix packed = PackByDefinition(m);
+    std::vector<float> row(50);
+    for (int r = 0; r < 35; ++r) {
+      DequantizeRow(packed.tensor, r, row.data());
+      ASSERT_TRUE(std::equal(row.begin(), row.end(), m.dequantized.begin() + r * 50)) << WeightTypeName(type) << " row " << r;
+    }
   }
 }
 

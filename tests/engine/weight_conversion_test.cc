@@ -8,10 +8,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <vector>
 
 #include "engine/cpu/kernels.h"
+#include "engine/cpu/matmul.h"
 #include "engine/model/dummy_weights.h"
 #include "engine/model/model_loader.h"
 
@@ -115,6 +117,68 @@ TEST_P(ConversionTest, KeepsNothingOfTheSourceAndTiedClassifierStaysTied) {
 INSTANTIATE_TEST_SUITE_P(Types, ConversionTest,
                          ::testing::Values(WeightType::kF32, WeightType::kF16, WeightType::kBF16, WeightType::kQ8_0),
                          [](const auto& info) { return std::string(WeightTypeName(info.param)); });
+
+// Rows of a tensor in either layout, as floats.
+std::vector<float> RowsOf(const Tensor& t) {
+  std::vector<float> out(static_cast<size_t>(t.rows * t.cols));
+  for (int64_t r = 0; r < t.rows; ++r) cpu::DequantizeRow(t, r, &out[r * t.cols]);
+  return out;
+}
+
+// The CPU backend's packing: matrices of a type the set has a panel GEMM for
+// go into panels (element by element as the layout defines, zero-padded);
+// an untied embedding, the vectors, and types without a panel GEMM stay
+// row-major; every value is kept, and nothing of the source.
+TEST_P(ConversionTest, PackWeightsForKernelsLaysOutPanels) {
+  const cpu::KernelSet& kernels = cpu::ActiveKernels();
+  for (bool tied : {false, true}) {
+    SCOPED_TRACE(tied ? "tied classifier" : "separate classifier");
+    absl::StatusOr<ConvertedWeights> typed = ConvertWeights(F32Model(tied), GetParam());
+    ASSERT_TRUE(typed.ok()) << typed.status();
+    std::shared_ptr<const ModelWeights> src = typed->weights;
+    const std::weak_ptr<const ModelWeights> watch = src;
+    absl::StatusOr<std::shared_ptr<const ModelWeights>> packed = PackWeightsForKernels(src, kernels, 2);
+    ASSERT_TRUE(packed.ok()) << packed.status();
+    const ModelWeights& w = **packed;
+    const bool packs = kernels[GetParam()].gemm_panels != nullptr;
+    if (!packs) {
+      EXPECT_EQ(*packed, src) << "nothing to pack: the source itself";
+      continue;
+    }
+    const TensorLayout panels = TensorLayout::kPanels16;
+    EXPECT_EQ(w.wcls.layout, panels);
+    EXPECT_EQ(w.token_embedding.layout, tied ? panels : TensorLayout::kRowMajor);
+    EXPECT_EQ(tied, w.wcls.data == w.token_embedding.data);
+    EXPECT_EQ(RowsOf(src->token_embedding), RowsOf(w.token_embedding));
+    EXPECT_EQ(RowsOf(src->wcls), RowsOf(w.wcls));
+    for (size_t i = 0; i < w.layers.size(); ++i) {
+      const LayerWeights& a = src->layers[i];
+      const LayerWeights& b = w.layers[i];
+      for (auto [x, y] : {std::pair{&a.wq, &b.wq}, {&a.wk, &b.wk}, {&a.wv, &b.wv}, {&a.wo, &b.wo}, {&a.w1, &b.w1},
+                          {&a.w2, &b.w2}, {&a.w3, &b.w3}}) {
+        ASSERT_EQ(y->layout, panels);
+        ASSERT_EQ(RowsOf(*x), RowsOf(*y));
+        // Bytes as the layout defines them, the padding rows zero.
+        const size_t element = RowBytes(y->type, 1);
+        const char* bytes = static_cast<const char*>(y->data);
+        for (int64_t r = 0; r < y->stored_rows(); r += 7) {
+          for (int64_t c = 0; c < y->cols; c += 5) {
+            const char* at = bytes + ((r / 16) * y->cols * 16 + c * 16 + r % 16) * element;
+            std::vector<char> expected(element, 0);
+            if (r < x->rows) std::memcpy(expected.data(), static_cast<const char*>(x->row(r)) + c * element, element);
+            ASSERT_EQ(std::memcmp(at, expected.data(), element), 0) << "row " << r << " col " << c;
+          }
+        }
+      }
+      EXPECT_EQ(b.rms_att.layout, TensorLayout::kRowMajor);
+      EXPECT_NE(b.rms_att.data, a.rms_att.data);
+      EXPECT_EQ(Floats(a.rms_att), Floats(b.rms_att));
+    }
+    src.reset();
+    typed->weights.reset();
+    EXPECT_TRUE(watch.expired()) << "the row-major weights outlived the packing";
+  }
+}
 
 TEST(WeightConversion, BetweenStoredTypes) {
   // bf16 -> f16 -> f32: each step within its rounding of the previous.
