@@ -31,8 +31,13 @@ void GenerateStreamReactor::OnEngineOutput(RequestOutput output) {
     has_pending_ = true;
     if (last) final_status_ = ToGrpcStatus(output.status);
   }
-  Advance();
-  if (last) Release();
+  // The write on the service's writer thread, so the engine goes straight on
+  // to its next step; this call's writes run in order, and the engine's
+  // hold is dropped only after the last of them.
+  service_->PostStreamWrite([this, last] {
+    Advance();
+    if (last) Release();
+  });
 }
 
 void GenerateStreamReactor::OnWriteDone(bool ok) {

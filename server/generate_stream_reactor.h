@@ -1,6 +1,7 @@
-// GenerateStream: one reactor per call. The engine thread hands it outputs;
-// it keeps one write in flight and merges what arrives meanwhile into the
-// next message (backpressure for slow readers without blocking the engine).
+// GenerateStream: one reactor per call. The engine thread hands it outputs
+// and the service's writer thread starts the writes; it keeps one write in
+// flight and merges what arrives meanwhile into the next message
+// (backpressure for slow readers without blocking the engine).
 // It calls Finish only after the engine's last output for the request, and
 // it is deleted only once both gRPC (OnDone) and the engine (its last
 // output, or the refusal) are done with it: a write completing on a gRPC
@@ -29,7 +30,7 @@ class GenerateStreamReactor final : public grpc::ServerWriteReactor<grpc::ByteBu
   void OnDone() override { Release(); }
 
  private:
-  void OnEngineOutput(RequestOutput output);  // engine thread
+  void OnEngineOutput(RequestOutput output);  // engine thread; posts Advance to the writer thread
   void OnRefused(const grpc::Status& status);  // the request never reached the engine
   // Starts the next write or the Finish, if one is due and none is in flight.
   void Advance();

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -104,7 +106,13 @@ InferenceService::InferenceService(RequestLimits limits, std::vector<RequestObse
     : limits_(std::move(limits)),
       observers_(std::move(observers)),
       options_(options),
-      tokenizer_pool_(options.tokenizer_threads, options.max_queued_tokenizations) {}
+      tokenizer_pool_(options.tokenizer_threads, options.max_queued_tokenizations),
+      stream_writer_(1, std::numeric_limits<int>::max(), /*nice=*/0) {}
+
+void InferenceService::PostStreamWrite(std::function<void()> write) {
+  const bool queued = stream_writer_.TrySchedule(std::move(write));
+  (void)queued;  // the queue has no bound
+}
 
 void InferenceService::SetEngine(Engine* engine, const std::string& model_name, const ChatTemplate* chat_template) {
   limits_.model_name = model_name;

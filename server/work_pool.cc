@@ -6,7 +6,7 @@
 
 namespace inferd {
 
-WorkPool::WorkPool(int num_threads, int max_queued) : max_queued_(max_queued) {
+WorkPool::WorkPool(int num_threads, int max_queued, int nice) : max_queued_(max_queued), nice_(nice) {
   for (int i = 0; i < num_threads; ++i) threads_.emplace_back([this] { Run(); });
 }
 
@@ -26,9 +26,9 @@ bool WorkPool::TrySchedule(std::function<void()> job) {
 }
 
 void WorkPool::Run() {
-  // Below the threads that serve calls and run the engine: bulk work yields
-  // the CPU to them when cores are short.
-  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), 10);
+  // Bulk work (nice 10) yields the CPU to the threads that serve calls and
+  // run the engine when cores are short.
+  if (nice_ != 0) setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice_);
   while (true) {
     std::function<void()> job;
     {

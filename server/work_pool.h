@@ -1,6 +1,8 @@
 // A fixed set of threads and a bounded queue for request work that may take
 // long (parsing and tokenizing a large prompt), so that gRPC's callback
-// threads, which every call shares, never wait on it.
+// threads, which every call shares, never wait on it; and, with one thread,
+// the streams' writes, so that the engine thread never waits on them. One
+// thread runs its jobs in the order they were queued.
 #pragma once
 
 #include <deque>
@@ -15,7 +17,9 @@ namespace inferd {
 
 class WorkPool {
  public:
-  WorkPool(int num_threads, int max_queued);
+  // `nice`: the threads' priority against the rest of the process (10:
+  // bulk work that yields to the threads serving calls and the engine).
+  WorkPool(int num_threads, int max_queued, int nice = 10);
   ~WorkPool();  // runs what is queued, then joins
 
   // Queues `job`; false (and `job` dropped) if max_queued jobs already wait.
@@ -25,6 +29,7 @@ class WorkPool {
   void Run();
 
   const int max_queued_;
+  const int nice_;
   absl::Mutex mu_;
   std::deque<std::function<void()>> queue_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
