@@ -66,6 +66,15 @@ void ExpectClose(const Tensor& original, const Tensor& converted, WeightType typ
   }
 }
 
+// Layer i's seven matrices in `a` beside the same ones in `b`.
+std::vector<std::pair<const Tensor*, const Tensor*>> LayerMatrices(const ModelWeights& a, const ModelWeights& b,
+                                                                   size_t i) {
+  const LayerWeights& x = a.layers[i];
+  const LayerWeights& y = b.layers[i];
+  return {{&x.wq, &y.wq}, {&x.wk, &y.wk}, {&x.wv, &y.wv}, {&x.wo, &y.wo},
+          {&x.w1, &y.w1}, {&x.w2, &y.w2}, {&x.w3, &y.w3}};
+}
+
 class ConversionTest : public ::testing::TestWithParam<WeightType> {};
 
 TEST_P(ConversionTest, RoundTripStaysWithinTheTypesRounding) {
@@ -84,8 +93,7 @@ TEST_P(ConversionTest, RoundTripStaysWithinTheTypesRounding) {
   for (size_t i = 0; i < w.layers.size(); ++i) {
     const LayerWeights& a = src->layers[i];
     const LayerWeights& b = w.layers[i];
-    for (auto [x, y] : {std::pair{&a.wq, &b.wq}, {&a.wk, &b.wk}, {&a.wv, &b.wv}, {&a.wo, &b.wo}, {&a.w1, &b.w1},
-                        {&a.w2, &b.w2}, {&a.w3, &b.w3}}) {
+    for (auto [x, y] : LayerMatrices(*src, w, i)) {
       EXPECT_EQ(y->type, type);
       ExpectClose(*x, *y, type);
     }
@@ -154,8 +162,7 @@ TEST_P(ConversionTest, PackWeightsForKernelsLaysOutPanels) {
     for (size_t i = 0; i < w.layers.size(); ++i) {
       const LayerWeights& a = src->layers[i];
       const LayerWeights& b = w.layers[i];
-      for (auto [x, y] : {std::pair{&a.wq, &b.wq}, {&a.wk, &b.wk}, {&a.wv, &b.wv}, {&a.wo, &b.wo}, {&a.w1, &b.w1},
-                          {&a.w2, &b.w2}, {&a.w3, &b.w3}}) {
+      for (auto [x, y] : LayerMatrices(*src, w, i)) {
         ASSERT_EQ(y->layout, panels);
         ASSERT_EQ(RowsOf(*x), RowsOf(*y));
         // Bytes as the layout defines them, the padding rows zero.
