@@ -27,8 +27,7 @@ struct TileRows {
 };
 
 // Walks the rows of a K and a V PagedRows tile by tile, without a division
-// per row for the rows it hands out. It prefetches the row 16 ahead of each
-// one it hands out: a sequence's blocks are scattered over the pool, so the
+// per row. It prefetches the row 16 ahead of each one it hands out: a sequence's blocks are scattered over the pool, so the
 // hardware prefetcher, which follows a stream within a page, would start
 // each block cold. Prefetching the whole next block on entering a block,
 // as before, left it latency-bound: a batch-8 f16 decode step at context
@@ -64,9 +63,8 @@ class TileWalker {
 
   void PrefetchAhead() {
     if (ahead_ >= context_) return;
-    const int block = ahead_ / keys_.block_size;  // once per row: a shift for the usual power-of-two sizes
-    const size_t at = static_cast<size_t>(keys_.block_table[block]) * keys_.block_stride +
-                      static_cast<size_t>(ahead_ - block * keys_.block_size) * keys_.row_stride;
+    const size_t at = static_cast<size_t>(keys_.block_table[ahead_block_]) * keys_.block_stride +
+                      static_cast<size_t>(ahead_slot_) * keys_.row_stride;
     const char* k = reinterpret_cast<const char*>(keys_.data + at);
     const char* v = reinterpret_cast<const char*>(values_.data + at);
     for (size_t b = 0; b < keys_.row_stride * sizeof(T); b += 64) {
@@ -74,6 +72,10 @@ class TileWalker {
       __builtin_prefetch(v + b);
     }
     ++ahead_;
+    if (++ahead_slot_ == keys_.block_size) {
+      ahead_slot_ = 0;
+      ++ahead_block_;
+    }
   }
 
   const PagedRows<T>& keys_;
@@ -81,7 +83,10 @@ class TileWalker {
   const int context_;
   int block_ = 0;
   int slot_ = 0;
-  int ahead_ = 0;  // the next row to prefetch
+  // The next row to prefetch, as a row and as a block and slot.
+  int ahead_ = 0;
+  int ahead_block_ = 0;
+  int ahead_slot_ = 0;
 };
 
 // One query's running state between tiles: the maximum score so far and

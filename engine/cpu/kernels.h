@@ -53,7 +53,7 @@ struct TypeTraits {
   // `panels` is the first of ceil(n_out / 16) panels of x.cols columns, and
   // out[i * ldo + j] is written for j < n_out. nullptr where this set
   // multiplies only row-major weights of the type; the CPU backend packs a
-  // type's weights where the active set has this (panel_weights.h).
+  // type's weights where the active set has this (PackWeightsForKernels).
   void (*gemm_panels)(const Activations& x, const void* panels, int n_out, float* out, int ldo) = nullptr;
 };
 

@@ -200,13 +200,11 @@ void DequantizeRow(const Tensor& t, int64_t r, float* out) {
   }
   // The row's elements are 16 apart in its panel: gathered, then converted.
   const size_t element = RowBytes(t.type, 1);
-  const char* panel = static_cast<const char*>(t.data) + static_cast<size_t>(r / kPanelRows) * kPanelRows *
-                                                             RowBytes(t.type, t.cols);
-  const char* first = panel + static_cast<size_t>(r % kPanelRows) * element;
+  const char* data = static_cast<const char*>(t.data);
   thread_local std::vector<char> row;
   row.resize(static_cast<size_t>(t.cols) * element);
   for (int64_t c = 0; c < t.cols; ++c) {
-    std::memcpy(&row[static_cast<size_t>(c) * element], first + static_cast<size_t>(c) * kPanelRows * element, element);
+    std::memcpy(&row[static_cast<size_t>(c) * element], data + PanelElement(r, c, t.cols) * element, element);
   }
   traits.to_float(row.data(), out, t.cols);
 }

@@ -35,12 +35,18 @@ enum class TensorLayout {
   kRowMajor,
   // Rows in panels of 16, each panel [cols][16]: element (r, c) is element
   // c * 16 + r % 16 of panel r / 16, the last panel padded with zero rows.
-  // Only the CPU backend's packed copies (engine/cpu/panel_weights.h), for
-  // its outer-product kernels; F32, F16 and BF16 only.
+  // Only the CPU backend's packed copies (PackWeightsForKernels in
+  // weight_conversion.h), for its outer-product kernels; F32, F16 and BF16.
   kPanels16,
 };
 
 inline constexpr int kPanelRows = 16;
+
+// Where element (r, c) of a kPanels16 tensor of `cols` columns is, in
+// elements from its start.
+inline size_t PanelElement(int64_t r, int64_t c, int64_t cols) {
+  return static_cast<size_t>((r / kPanelRows) * cols * kPanelRows + c * kPanelRows + r % kPanelRows);
+}
 
 // A [rows][cols] tensor (vectors: rows == 1), not owning its bytes.
 struct Tensor {

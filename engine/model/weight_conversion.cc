@@ -74,12 +74,9 @@ void RunJob(const Job& job) {
       k[job.type].from_float(row.data(), out, job.src.cols);
     }
     if (job.layout == TensorLayout::kPanels16) {
-      // Element c of row r goes to element c * 16 + r % 16 of panel r / 16.
       const size_t element = RowBytes(job.type, 1);
-      char* panel = job.dst + static_cast<size_t>(r / kPanelRows) * kPanelRows * dst_row +
-                    static_cast<size_t>(r % kPanelRows) * element;
       for (int64_t c = 0; c < job.src.cols; ++c) {
-        std::memcpy(panel + static_cast<size_t>(c) * kPanelRows * element, out + static_cast<size_t>(c) * element,
+        std::memcpy(job.dst + PanelElement(r, c, job.src.cols) * element, out + static_cast<size_t>(c) * element,
                     element);
       }
     }
@@ -124,9 +121,7 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> Rebuild(const ModelWeights& src, W
     const Tensor placed{to.type, nullptr, t.rows, t.cols, to.layout};
     total += (placed.bytes() + 63) / 64 * 64;
   };
-  for (NamedTensor& m : matrices) {
-    if (!m.t->empty()) plan(*m.t, target(m));
-  }
+  for (NamedTensor& m : matrices) plan(*m.t, target(m));
   // Norms and biases are F32 already (loaders widen them); copied so that
   // nothing points into `src`'s buffers.
   for (NamedTensor& v : vectors) plan(*v.t, Target{WeightType::kF32, TensorLayout::kRowMajor});
