@@ -158,8 +158,9 @@ const KernelSet& ActiveKernels() {
 
 namespace {
 
-// One 32-element block: scale = max|x| / 127, q = roundf(x / scale).
-void QuantizeBlockQ8(const float* xb, int8_t* q, float* scale) {
+// One 32-element block: scale = max|x| / 127, q = roundf(x / scale), and
+// the sum of the q.
+void QuantizeBlockQ8(const float* xb, int8_t* q, float* scale, int32_t* sum) {
 #if defined(__AVX2__)
   // Eight lanes, bit for bit the scalar code below: max, the division and
   // the products are the same IEEE operations, and roundf (half away from
@@ -189,22 +190,31 @@ void QuantizeBlockQ8(const float* xb, int8_t* q, float* scale) {
   const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(n[0], n[1]), _mm256_packs_epi32(n[2], n[3]));
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(q),
                       _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+  // |n| <= 127, so the int32 lanes are the quants exactly.
+  const __m256i s8 = _mm256_add_epi32(_mm256_add_epi32(n[0], n[1]), _mm256_add_epi32(n[2], n[3]));
+  __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
+  s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));
+  *sum = _mm_cvtsi128_si32(_mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(2, 3, 0, 1))));
 #else
   float amax = 0.0f;
   for (int i = 0; i < kQ8_0BlockSize; ++i) amax = std::fmax(amax, std::fabs(xb[i]));
   const float d = amax / 127.0f;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   *scale = d;
-  for (int i = 0; i < kQ8_0BlockSize; ++i) q[i] = static_cast<int8_t>(std::roundf(xb[i] * id));
+  *sum = 0;
+  for (int i = 0; i < kQ8_0BlockSize; ++i) {
+    q[i] = static_cast<int8_t>(std::roundf(xb[i] * id));
+    *sum += q[i];
+  }
 #endif
 }
 
 }  // namespace
 
-void QuantizeActivationsQ8(const float* x, int rows, int cols, int8_t* q8, float* scales) {
+void QuantizeActivationsQ8(const float* x, int rows, int cols, int8_t* q8, float* scales, int32_t* sums) {
   const int blocks = cols / kQ8_0BlockSize;
   for (int64_t b = 0; b < static_cast<int64_t>(rows) * blocks; ++b) {
-    QuantizeBlockQ8(x + b * kQ8_0BlockSize, q8 + b * kQ8_0BlockSize, scales + b);
+    QuantizeBlockQ8(x + b * kQ8_0BlockSize, q8 + b * kQ8_0BlockSize, scales + b, sums + b);
   }
 }
 

@@ -1,7 +1,7 @@
 // The CPU backend's per-dtype kernels behind one dispatch table, chosen once
 // from CPUID (llama.cpp's ggml-cpu type_traits): for each weight type a row
 // dequantizer, a row quantizer, a GEMM over a block of weight rows, and
-// (AVX-512, float types) a GEMM over weights packed in panels. The
+// (AVX-512) a GEMM over weights packed in panels. The
 // forward pass stays dtype-blind: it calls MatMul (matmul.h), which prepares
 // the activations the way the weight type's GEMM reads them and splits the
 // work.
@@ -25,7 +25,8 @@ namespace inferd::cpu {
 
 // Activation rows as a GEMM reads them: always the floats; for Q8_0 weights
 // also each 32-element block quantized to int8 with one fp32 scale
-// (x ≈ q8_scales[r][b] * q8[r][32b + i], q in [-127, 127]).
+// (x ≈ q8_scales[r][b] * q8[r][32b + i], q in [-127, 127]) and the sum of
+// its quants (the panel GEMM's offset correction).
 // Rows on 64-byte boundaries (f32 aligned to 64, cols % 16 == 0) let the
 // AVX-512 tiles load whole cache lines: misaligned ones (glibc's large
 // blocks start 16 bytes past a page) cost 20-30% at prefill sizes; so do
@@ -36,6 +37,7 @@ struct Activations {
   const float* f32 = nullptr;          // [rows][cols]
   const int8_t* q8 = nullptr;          // [rows][cols]; only for Q8_0 weights
   const float* q8_scales = nullptr;    // [rows][cols / 32]
+  const int32_t* q8_sums = nullptr;    // [rows][cols / 32]
 };
 
 struct TypeTraits {
@@ -84,7 +86,8 @@ std::vector<const KernelSet*> AvailableKernelSets();
 const KernelSet* KernelSetNamed(std::string_view isa);
 
 // Quantizes activation rows for Q8_0 GEMMs, per 32-element block:
-// scale = max|x| / 127, q = round(x / scale). cols % 32 == 0.
-void QuantizeActivationsQ8(const float* x, int rows, int cols, int8_t* q8, float* scales);
+// scale = max|x| / 127, q = round(x / scale), sum = the sum of the q.
+// cols % 32 == 0.
+void QuantizeActivationsQ8(const float* x, int rows, int cols, int8_t* q8, float* scales, int32_t* sums);
 
 }  // namespace inferd::cpu

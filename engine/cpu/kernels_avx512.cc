@@ -14,7 +14,8 @@
 // rows against 3 panels, PanelGemm below. The row-major tiles stay for
 // callers with row-major weights.
 //
-// Q8_0: two 32-element blocks per zmm. vpdpbusd multiplies u8 by s8, so the
+// Q8_0 weights in panels: Q8PanelGemm below. Row-major Q8_0 weights: two
+// 32-element blocks per zmm. vpdpbusd multiplies u8 by s8, so the
 // weights are offset to w + 128 (u8) and the offset's contribution,
 // 128 * sum(x), is subtracted exactly in int32 by starting the dot product
 // from -128 * sum(x) (itself a vpdpbusd, made once per activation row and
@@ -570,6 +571,140 @@ void PanelGemm(const Activations& x, const void* panels, int n_out, float* out, 
   }
 }
 
+// Q8_0 weights in panels (model_weights.h): per block of 32 inputs, each of
+// the 16 rows' int32 dot products is built in its own lane by eight
+// vpdpbusd, each multiplying 4 quants of 16 rows (64 bytes, stored + 128 as
+// u8) by the same 4 activation quants broadcast (s8); the stored offset's
+// share, 128 * sum(x quants), is the starting value. Then one fp32
+// multiply-add per output and block: acc += float(dot) * (w_scale *
+// x_scale). Each output element is one such chain over the blocks in
+// order, whatever the tile, the span or the split: batch-invariant. Against
+// the row-major tiles, a weight byte takes 1/8 of a vpdpbusd, a load and
+// no decoding (the row-major tiles widen scales and offset quants per tile).
+template <int MT, int NV>
+inline void Q8PanelTile(const Activations& x, int row0, int block0, int nblocks, const char* panels,
+                        size_t panel_bytes, float* out, int ldo, __mmask16 last_mask, bool accumulate) {
+  const int blocks = x.cols / kQ8_0BlockSize;
+  __m512 acc[MT][NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < MT; ++i) {
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) {
+      const __mmask16 mask = j + 1 == NV ? last_mask : static_cast<__mmask16>(0xFFFF);
+      acc[i][j] = accumulate ? _mm512_maskz_loadu_ps(mask, out + static_cast<size_t>(i) * ldo + 16 * j)
+                             : _mm512_setzero_ps();
+    }
+  }
+  for (int b = block0; b < block0 + nblocks; ++b) {
+    const char* block = panels + static_cast<size_t>(b) * kQ8PanelBlockBytes;
+    __m512i dot[MT][NV];
+#pragma GCC unroll 8
+    for (int i = 0; i < MT; ++i) {
+      const __m512i start = _mm512_set1_epi32(-128 * x.q8_sums[static_cast<size_t>(row0 + i) * blocks + b]);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) dot[i][j] = start;
+    }
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; ++g) {
+      __m512i wv[NV];
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) {
+        wv[j] = _mm512_loadu_si512(block + j * panel_bytes + 2 * kPanelRows + 64 * g);
+        // One row: each panel stream prefetched ahead, nine lines a block.
+        if constexpr (MT == 1) {
+          _mm_prefetch(block + j * panel_bytes + kPanelPrefetchBytes + 64 * g, _MM_HINT_T0);
+          if (g == 7) _mm_prefetch(block + j * panel_bytes + kPanelPrefetchBytes + 512, _MM_HINT_T0);
+        }
+      }
+#pragma GCC unroll 8
+      for (int i = 0; i < MT; ++i) {
+        int32_t four;
+        std::memcpy(&four, x.q8 + static_cast<size_t>(row0 + i) * x.cols + b * kQ8_0BlockSize + 4 * g, 4);
+        const __m512i xv = _mm512_set1_epi32(four);
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) dot[i][j] = _mm512_dpbusd_epi32(dot[i][j], wv[j], xv);
+      }
+    }
+    __m512 wd[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) {
+      wd[j] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + j * panel_bytes)));
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MT; ++i) {
+      const __m512 xd = _mm512_set1_ps(x.q8_scales[static_cast<size_t>(row0 + i) * blocks + b]);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) {
+        acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[i][j]), _mm512_mul_ps(wd[j], xd), acc[i][j]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MT; ++i) {
+#pragma GCC unroll 4
+    for (int j = 0; j + 1 < NV; ++j) _mm512_storeu_ps(out + static_cast<size_t>(i) * ldo + 16 * j, acc[i][j]);
+    _mm512_mask_storeu_ps(out + static_cast<size_t>(i) * ldo + 16 * (NV - 1), last_mask, acc[i][NV - 1]);
+  }
+}
+
+// Tiles of 4 rows against 3 panels: 12 int32 dot products, 12 fp32
+// accumulators, 3 weight vectors and a broadcast, 28 of the 32 registers.
+constexpr int kQ8PanelRowTile = 4;
+
+template <int NV, int MT = kQ8PanelRowTile - 1>
+inline void Q8PanelRemainder(const Activations& x, int row0, int rows, int block0, int nblocks, const char* w,
+                             size_t panel_bytes, float* out, int ldo, __mmask16 last_mask, bool accumulate) {
+  if constexpr (MT > 0) {
+    if (rows == MT) {
+      Q8PanelTile<MT, NV>(x, row0, block0, nblocks, w, panel_bytes, out, ldo, last_mask, accumulate);
+    } else {
+      Q8PanelRemainder<NV, MT - 1>(x, row0, rows, block0, nblocks, w, panel_bytes, out, ldo, last_mask, accumulate);
+    }
+  }
+}
+
+// As RowsAgainstPanels: past one row tile, the blocks go in spans whose
+// slice of the NV panels (about 24 KiB) stays in L1 for every row tile.
+template <int NV>
+inline void RowsAgainstQ8Panels(const Activations& x, const char* w, size_t panel_bytes, float* out, int ldo,
+                                __mmask16 last_mask) {
+  constexpr int kSpan = 24 * 1024 / (3 * kQ8PanelBlockBytes);
+  const int blocks = x.cols / kQ8_0BlockSize;
+  const int span = x.rows > kQ8PanelRowTile ? kSpan : blocks;
+  for (int b0 = 0; b0 < blocks; b0 += span) {
+    const int nb = std::min(span, blocks - b0);
+    const bool accumulate = b0 > 0;
+    int m = 0;
+    for (; m + kQ8PanelRowTile <= x.rows; m += kQ8PanelRowTile) {
+      Q8PanelTile<kQ8PanelRowTile, NV>(x, m, b0, nb, w, panel_bytes, out + static_cast<size_t>(m) * ldo, ldo,
+                                       last_mask, accumulate);
+    }
+    Q8PanelRemainder<NV>(x, m, x.rows - m, b0, nb, w, panel_bytes, out + static_cast<size_t>(m) * ldo, ldo, last_mask,
+                         accumulate);
+  }
+}
+
+void Q8PanelGemm(const Activations& x, const void* panels, int n_out, float* out, int ldo) {
+  const size_t panel_bytes = static_cast<size_t>(x.cols / kQ8_0BlockSize) * kQ8PanelBlockBytes;
+  const int count = (n_out + kPanelRows - 1) / kPanelRows;
+  const __mmask16 tail_mask =
+      n_out % kPanelRows == 0 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n_out % kPanelRows)) - 1);
+  const char* base = static_cast<const char*>(panels);
+  for (int p = 0; p < count; p += kPanelsPerTile) {
+    const int nv = std::min(kPanelsPerTile, count - p);
+    const __mmask16 mask = p + nv == count ? tail_mask : static_cast<__mmask16>(0xFFFF);
+    const char* w = base + static_cast<size_t>(p) * panel_bytes;
+    float* o = out + p * kPanelRows;
+    if (nv == 3) {
+      RowsAgainstQ8Panels<3>(x, w, panel_bytes, o, ldo, mask);
+    } else if (nv == 2) {
+      RowsAgainstQ8Panels<2>(x, w, panel_bytes, o, ldo, mask);
+    } else {
+      RowsAgainstQ8Panels<1>(x, w, panel_bytes, o, ldo, mask);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace inferd::cpu::parts
 
@@ -580,7 +715,7 @@ namespace inferd::cpu::parts {
 // Outside the target region: runs on any CPU.
 bool Avx512IsaKernels(IsaKernels* out) {
   *out = {{Gemm<WeightType::kF32>, Gemm<WeightType::kF16>, Gemm<WeightType::kBF16>, Gemm<WeightType::kQ8_0>},
-          {PanelGemm<WeightType::kF32>, PanelGemm<WeightType::kF16>, PanelGemm<WeightType::kBF16>, nullptr}};
+          {PanelGemm<WeightType::kF32>, PanelGemm<WeightType::kF16>, PanelGemm<WeightType::kBF16>, Q8PanelGemm}};
   return true;
 }
 

@@ -45,22 +45,27 @@ void CheckCanMultiply(const TypeTraits& traits, const Tensor& w) {
 // allocates nothing; rows are quantized in parallel (each row on its own,
 // so the split does not change the result).
 Activations Prepare(ThreadPool& pool, const TypeTraits& traits, const float* x, int rows, int cols) {
-  Activations act{rows, cols, x, nullptr, nullptr};
+  Activations act{rows, cols, x};
   if (!traits.quantized_activations) return act;
   thread_local AlignedVector<int8_t> q8;
   thread_local AlignedVector<float> scales;
+  thread_local AlignedVector<int32_t> sums;
   const size_t n = static_cast<size_t>(rows) * cols;
   if (q8.size() < n) q8.resize(n);
   if (scales.size() < n / kQ8_0BlockSize) scales.resize(n / kQ8_0BlockSize);
+  if (sums.size() < n / kQ8_0BlockSize) sums.resize(n / kQ8_0BlockSize);
   int8_t* q = q8.data();
   float* s = scales.data();
+  int32_t* sum = sums.data();
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / std::max(cols, 1));
   pool.ParallelFor(rows, grain, [&](int64_t begin, int64_t end) {
-    QuantizeActivationsQ8(x + begin * cols, static_cast<int>(end - begin), cols, q + begin * cols,
-                          s + begin * cols / kQ8_0BlockSize);
+    const int64_t block0 = begin * cols / kQ8_0BlockSize;
+    QuantizeActivationsQ8(x + begin * cols, static_cast<int>(end - begin), cols, q + begin * cols, s + block0,
+                          sum + block0);
   });
   act.q8 = q;
   act.q8_scales = s;
+  act.q8_sums = sum;
   return act;
 }
 
@@ -73,8 +78,12 @@ void GemmRows(const TypeTraits& traits, const Activations& act, const Tensor& w,
   // n0 is a multiple of the block rows, so of the panel rows.
   const char* block = static_cast<const char*>(w.data) + static_cast<size_t>(n0) * row_bytes;
   const size_t offset = static_cast<size_t>(m0) * act.cols;
-  const Activations part{m_count, act.cols, act.f32 + offset, act.q8 != nullptr ? act.q8 + offset : nullptr,
-                         act.q8_scales != nullptr ? act.q8_scales + offset / kQ8_0BlockSize : nullptr};
+  Activations part{m_count, act.cols, act.f32 + offset};
+  if (act.q8 != nullptr) {
+    part.q8 = act.q8 + offset;
+    part.q8_scales = act.q8_scales + offset / kQ8_0BlockSize;
+    part.q8_sums = act.q8_sums + offset / kQ8_0BlockSize;
+  }
   float* o = out + static_cast<size_t>(m0) * ldo + n0;
   if (IsPanels(w)) {
     traits.gemm_panels(part, block, count, o, ldo);
@@ -198,14 +207,9 @@ void DequantizeRow(const Tensor& t, int64_t r, float* out) {
     traits.to_float(t.row(r), out, t.cols);
     return;
   }
-  // The row's elements are 16 apart in its panel: gathered, then converted.
-  const size_t element = RowBytes(t.type, 1);
-  const char* data = static_cast<const char*>(t.data);
   thread_local std::vector<char> row;
-  row.resize(static_cast<size_t>(t.cols) * element);
-  for (int64_t c = 0; c < t.cols; ++c) {
-    std::memcpy(&row[static_cast<size_t>(c) * element], data + PanelElement(r, c, t.cols) * element, element);
-  }
+  row.resize(RowBytes(t.type, t.cols));
+  GatherPanelRow(t.type, t.cols, r, t.data, row.data());
   traits.to_float(row.data(), out, t.cols);
 }
 

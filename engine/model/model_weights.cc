@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -35,6 +36,44 @@ size_t RowBytes(WeightType type, int64_t cols) {
     case WeightType::kQ8_0: return static_cast<size_t>(cols / kQ8_0BlockSize) * kQ8_0BlockBytes;
   }
   return 0;
+}
+
+void ScatterPanelRow(WeightType type, int64_t cols, int64_t r, const void* row, void* panels) {
+  const char* in = static_cast<const char*>(row);
+  char* out = static_cast<char*>(panels);
+  if (type == WeightType::kQ8_0) {
+    for (int64_t b = 0; b < cols / kQ8_0BlockSize; ++b) {
+      const char* block = in + b * kQ8_0BlockBytes;
+      std::memcpy(out + Q8PanelScale(r, b, cols), block, 2);
+      for (int i = 0; i < kQ8_0BlockSize; ++i) {
+        out[Q8PanelQuant(r, b * kQ8_0BlockSize + i, cols)] = static_cast<char>(block[2 + i] ^ 0x80);
+      }
+    }
+    return;
+  }
+  const size_t element = RowBytes(type, 1);
+  for (int64_t c = 0; c < cols; ++c) {
+    std::memcpy(out + PanelElement(r, c, cols) * element, in + static_cast<size_t>(c) * element, element);
+  }
+}
+
+void GatherPanelRow(WeightType type, int64_t cols, int64_t r, const void* panels, void* row) {
+  const char* in = static_cast<const char*>(panels);
+  char* out = static_cast<char*>(row);
+  if (type == WeightType::kQ8_0) {
+    for (int64_t b = 0; b < cols / kQ8_0BlockSize; ++b) {
+      char* block = out + b * kQ8_0BlockBytes;
+      std::memcpy(block, in + Q8PanelScale(r, b, cols), 2);
+      for (int i = 0; i < kQ8_0BlockSize; ++i) {
+        block[2 + i] = static_cast<char>(in[Q8PanelQuant(r, b * kQ8_0BlockSize + i, cols)] ^ 0x80);
+      }
+    }
+    return;
+  }
+  const size_t element = RowBytes(type, 1);
+  for (int64_t c = 0; c < cols; ++c) {
+    std::memcpy(out + static_cast<size_t>(c) * element, in + PanelElement(r, c, cols) * element, element);
+  }
 }
 
 size_t ModelWeights::TotalBytes() const {

@@ -33,20 +33,46 @@ size_t RowBytes(WeightType type, int64_t cols);
 // How a tensor's elements are ordered in memory.
 enum class TensorLayout {
   kRowMajor,
-  // Rows in panels of 16, each panel [cols][16]: element (r, c) is element
-  // c * 16 + r % 16 of panel r / 16, the last panel padded with zero rows.
-  // Only the CPU backend's packed copies (PackWeightsForKernels in
-  // weight_conversion.h), for its outer-product kernels; F32, F16 and BF16.
+  // Rows in panels of 16, the last panel padded with zero rows. Only the CPU
+  // backend's packed copies (PackWeightsForKernels in weight_conversion.h),
+  // for its outer-product kernels.
+  // - F32, F16, BF16: each panel is [cols][16]: element (r, c) is element
+  //   c * 16 + r % 16 of panel r / 16 (PanelElement).
+  // - Q8_0: each panel is the 16 rows' blocks of 32 columns in turn, 544
+  //   bytes a block (as many as 16 Q8_0 blocks): first the 16 rows' fp16
+  //   scales, then the quants of columns 4g .. 4g + 3 for g = 0 .. 7, each
+  //   group as [row][4]; a quant q is stored as the byte q + 128 (unsigned:
+  //   the operand vpdpbusd reads unsigned). Q8PanelScale and Q8PanelQuant.
   kPanels16,
 };
 
 inline constexpr int kPanelRows = 16;
 
-// Where element (r, c) of a kPanels16 tensor of `cols` columns is, in
+// Where element (r, c) of a float kPanels16 tensor of `cols` columns is, in
 // elements from its start.
 inline size_t PanelElement(int64_t r, int64_t c, int64_t cols) {
   return static_cast<size_t>((r / kPanelRows) * cols * kPanelRows + c * kPanelRows + r % kPanelRows);
 }
+
+// A Q8_0 panel's bytes per block of 32 columns: 16 scales, 16 x 32 quants.
+inline constexpr int kQ8PanelBlockBytes = kPanelRows * kQ8_0BlockBytes;
+
+// Byte offsets in a Q8_0 kPanels16 tensor of `cols` columns: the scale of
+// row r's block `block`, and the quant of element (r, c).
+inline size_t Q8PanelScale(int64_t r, int64_t block, int64_t cols) {
+  const int64_t panel_bytes = cols / kQ8_0BlockSize * kQ8PanelBlockBytes;
+  return static_cast<size_t>((r / kPanelRows) * panel_bytes + block * kQ8PanelBlockBytes + (r % kPanelRows) * 2);
+}
+inline size_t Q8PanelQuant(int64_t r, int64_t c, int64_t cols) {
+  const int64_t panel_bytes = cols / kQ8_0BlockSize * kQ8PanelBlockBytes;
+  return static_cast<size_t>((r / kPanelRows) * panel_bytes + (c / kQ8_0BlockSize) * kQ8PanelBlockBytes +
+                             2 * kPanelRows + (c % kQ8_0BlockSize / 4) * 4 * kPanelRows + (r % kPanelRows) * 4 + c % 4);
+}
+
+// Row r of a kPanels16 tensor of `type` and `cols` columns (data at
+// `panels`) from or to its row-major bytes (RowBytes(type, cols) of them).
+void ScatterPanelRow(WeightType type, int64_t cols, int64_t r, const void* row, void* panels);
+void GatherPanelRow(WeightType type, int64_t cols, int64_t r, const void* panels, void* row);
 
 // A [rows][cols] tensor (vectors: rows == 1), not owning its bytes.
 struct Tensor {

@@ -73,13 +73,7 @@ void RunJob(const Job& job) {
       k[job.src.type].to_float(job.src.row(r), row.data(), job.src.cols);
       k[job.type].from_float(row.data(), out, job.src.cols);
     }
-    if (job.layout == TensorLayout::kPanels16) {
-      const size_t element = RowBytes(job.type, 1);
-      for (int64_t c = 0; c < job.src.cols; ++c) {
-        std::memcpy(job.dst + PanelElement(r, c, job.src.cols) * element, out + static_cast<size_t>(c) * element,
-                    element);
-      }
-    }
+    if (job.layout == TensorLayout::kPanels16) ScatterPanelRow(job.type, job.src.cols, r, out, job.dst);
   }
 }
 

@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <numeric>
 #include <random>
 #include <vector>
 
@@ -68,15 +69,37 @@ TypedMatrix MakeMatrix(WeightType type, int rows, int cols, uint32_t seed) {
   return m;
 }
 
-// `m` packed in 16-row panels by the layout's definition (model_weights.h:
-// element (r, c) is element c * 16 + r % 16 of panel r / 16, zero-padded).
+// `m` packed in 16-row panels by the layout's definition (model_weights.h),
+// zero-padded. Floats: element (r, c) is element c * 16 + r % 16 of panel
+// r / 16. Q8_0: a panel is its 16 rows' blocks in turn, 544 bytes each: the
+// 16 fp16 scales, then quant (r, c) at 32 + (c % 32 / 4) * 64 + (r % 16) * 4
+// + c % 4, stored + 128.
 TypedMatrix PackByDefinition(const TypedMatrix& m) {
   const Tensor& t = m.tensor;
-  const size_t element = RowBytes(t.type, 1);
   TypedMatrix p;
   p.dequantized = m.dequantized;
   p.tensor = Tensor{t.type, nullptr, t.rows, t.cols, TensorLayout::kPanels16};
   p.bytes.assign(p.tensor.bytes(), 0);
+  if (t.type == WeightType::kQ8_0) {
+    const int64_t blocks = t.cols / 32, panel_bytes = blocks * 544;
+    for (int64_t r = 0; r < t.rows; ++r) {
+      for (int64_t b = 0; b < blocks; ++b) {
+        const uint8_t* block = &m.bytes[(r * blocks + b) * 34];
+        uint8_t* panel_block = &p.bytes[(r / 16) * panel_bytes + b * 544];
+        std::memcpy(panel_block + (r % 16) * 2, block, 2);
+        for (int i = 0; i < 32; ++i) panel_block[32 + (i / 4) * 64 + (r % 16) * 4 + i % 4] = block[2 + i] ^ 0x80;
+      }
+    }
+    // The zero padding rows' quants are stored + 128 too: zero weights.
+    for (int64_t r = t.rows; r < p.tensor.stored_rows(); ++r) {
+      for (int64_t b = 0; b < blocks; ++b) {
+        for (int i = 0; i < 32; ++i) p.bytes[(r / 16) * panel_bytes + b * 544 + 32 + (i / 4) * 64 + (r % 16) * 4 + i % 4] = 0x80;
+      }
+    }
+    p.tensor.data = p.bytes.data();
+    return p;
+  }
+  const size_t element = RowBytes(t.type, 1);
   for (int64_t r = 0; r < t.rows; ++r) {
     for (int64_t c = 0; c < t.cols; ++c) {
       std::memcpy(&p.bytes[((r / 16) * t.cols * 16 + c * 16 + r % 16) * element], &m.bytes[(r * t.cols + c) * element],
@@ -148,8 +171,9 @@ TEST_P(KernelSetTest, MatMulMatchesDoubleReferenceOfDequantizedWeights) {
       std::vector<float> xq = x, x_scales;
       if (type == WeightType::kQ8_0) {
         std::vector<int8_t> q8(x.size());
+        std::vector<int32_t> sums(x.size() / 32);
         x_scales.resize(x.size() / 32);
-        QuantizeActivationsQ8(x.data(), s.rows, s.cols, q8.data(), x_scales.data());
+        QuantizeActivationsQ8(x.data(), s.rows, s.cols, q8.data(), x_scales.data(), sums.data());
         for (size_t i = 0; i < x.size(); ++i) xq[i] = x_scales[i / 32] * q8[i];
       }
       const double unit = std::ldexp(1.0, -24);
@@ -218,12 +242,16 @@ TEST_P(KernelSetTest, GemmIsInvariantToRowAndOutputSplits) {
       const std::vector<float> x = RandomFloats(static_cast<size_t>(rows) * cols, 12 + cols);
       std::vector<int8_t> q8(x.size());
       std::vector<float> scales(x.size() / 32 + 1);
+      std::vector<int32_t> sums(scales.size());
       const TypeTraits& traits = (*set_)[type];
-      if (traits.quantized_activations) QuantizeActivationsQ8(x.data(), rows, cols, q8.data(), scales.data());
+      if (traits.quantized_activations) {
+        QuantizeActivationsQ8(x.data(), rows, cols, q8.data(), scales.data(), sums.data());
+      }
       const size_t row_bytes = RowBytes(type, cols);
       auto gemm = [&](int m0, int m_count, int n0, int n_count, float* out) {
         const size_t offset = static_cast<size_t>(m0) * cols;
-        const Activations part{m_count, cols, x.data() + offset, q8.data() + offset, scales.data() + offset / 32};
+        const Activations part{m_count, cols, x.data() + offset, q8.data() + offset, scales.data() + offset / 32,
+                               sums.data() + offset / 32};
         traits.gemm(part, w.bytes.data() + n0 * row_bytes, row_bytes, n_count, out + static_cast<size_t>(m0) * n_out + n0,
                     n_out);
       };
@@ -257,15 +285,25 @@ TEST_P(KernelSetTest, PanelGemmIsInvariantToRowAndOutputSplits) {
   }
   for (WeightType type : kTypes) {
     if ((*set_)[type].gemm_panels == nullptr) continue;
-    for (int cols : {1, 13, 160, 768, 2100}) {
+    const std::vector<int> widths = type == WeightType::kQ8_0 ? std::vector<int>{32, 96, 160, 768, 2048}
+                                                              : std::vector<int>{1, 13, 160, 768, 2100};
+    for (int cols : widths) {
       SCOPED_TRACE(::testing::Message() << set_->isa << " " << WeightTypeName(type) << " cols " << cols);
       const int rows = 37, n_out = 83;  // 6 panels, the last of 3 rows
       const TypedMatrix w = MakeMatrix(type, n_out, cols, 21 + cols, TensorLayout::kPanels16);
       const std::vector<float> x = RandomFloats(static_cast<size_t>(rows) * cols, 22 + cols);
+      std::vector<int8_t> q8(x.size());
+      std::vector<float> scales(x.size() / 32 + 1);
+      std::vector<int32_t> sums(scales.size());
+      if ((*set_)[type].quantized_activations) {
+        QuantizeActivationsQ8(x.data(), rows, cols, q8.data(), scales.data(), sums.data());
+      }
       const size_t panel_bytes = 16 * RowBytes(type, cols);
       auto gemm = [&](int m0, int m_count, int p0, int p_count, float* out) {
         const int n0 = 16 * p0, n_count = std::min(16 * p_count, n_out - n0);
-        const Activations part{m_count, cols, x.data() + static_cast<size_t>(m0) * cols};
+        const size_t offset = static_cast<size_t>(m0) * cols;
+        const Activations part{m_count, cols, x.data() + offset, q8.data() + offset, scales.data() + offset / 32,
+                               sums.data() + offset / 32};
         (*set_)[type].gemm_panels(part, w.bytes.data() + p0 * panel_bytes, n_count,
                                   out + static_cast<size_t>(m0) * n_out + n0, n_out);
       };
@@ -357,7 +395,8 @@ TEST(CpuKernels, QuantizeActivationsQ8MatchesScalarReference) {
   std::fill(x.begin() + 8 * 32, x.begin() + 9 * 32, 0.0f);  // an all-zero block: scale 0, quants 0
   std::vector<int8_t> q(x.size());
   std::vector<float> scales(x.size() / 32);
-  QuantizeActivationsQ8(x.data(), 8, 256, q.data(), scales.data());
+  std::vector<int32_t> sums(scales.size());
+  QuantizeActivationsQ8(x.data(), 8, 256, q.data(), scales.data(), sums.data());
   for (size_t b = 0; b < scales.size(); ++b) {
     float amax = 0.0f;
     for (int i = 0; i < 32; ++i) amax = std::fmax(amax, std::fabs(x[b * 32 + i]));
@@ -367,6 +406,7 @@ TEST(CpuKernels, QuantizeActivationsQ8MatchesScalarReference) {
     for (int i = 0; i < 32; ++i) {
       ASSERT_EQ(q[b * 32 + i], static_cast<int8_t>(std::roundf(x[b * 32 + i] * id))) << "block " << b << " " << i;
     }
+    EXPECT_EQ(sums[b], std::accumulate(&q[b * 32], &q[b * 32 + 32], 0)) << "block " << b;
   }
   EXPECT_EQ(q[1], static_cast<int8_t>(std::roundf(x[1])));  // a tie, away from zero
 }
@@ -391,13 +431,15 @@ TEST(CpuKernels, DequantizeRowReadsEveryType) {
 // A row of a panel-packed matrix (a tied embedding, packed for the
 // classifier's GEMM) reads back as the row it was.
 TEST(CpuKernels, DequantizeRowReadsPanels) {
-  for (WeightType type : {WeightType::kF32, WeightType::kF16, WeightType::kBF16}) {
-    const TypedMatrix m = MakeMatrix(type, 35, 50, 3);
+  for (WeightType type : kTypes) {
+    const int cols = type == WeightType::kQ8_0 ? 96 : 50;
+    const TypedMatrix m = MakeMatrix(type, 35, cols, 3);
     const TypedMatrix packed = PackByDefinition(m);
-    std::vector<float> row(50);
+    std::vector<float> row(cols);
     for (int r = 0; r < 35; ++r) {
       DequantizeRow(packed.tensor, r, row.data());
-      ASSERT_TRUE(std::equal(row.begin(), row.end(), m.dequantized.begin() + r * 50)) << WeightTypeName(type) << " row " << r;
+      ASSERT_TRUE(std::equal(row.begin(), row.end(), m.dequantized.begin() + r * cols))
+          << WeightTypeName(type) << " row " << r;
     }
   }
 }

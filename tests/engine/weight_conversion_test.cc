@@ -165,14 +165,31 @@ TEST_P(ConversionTest, PackWeightsForKernelsLaysOutPanels) {
       for (auto [x, y] : LayerMatrices(*src, w, i)) {
         ASSERT_EQ(y->layout, panels);
         ASSERT_EQ(RowsOf(*x), RowsOf(*y));
-        // Bytes as the layout defines them, the padding rows zero.
-        const size_t element = RowBytes(y->type, 1);
-        const char* bytes = static_cast<const char*>(y->data);
+        // Bytes as the layout defines them, the padding rows zero weights.
+        const uint8_t* bytes = static_cast<const uint8_t*>(y->data);
         for (int64_t r = 0; r < y->stored_rows(); r += 7) {
+          const uint8_t* row = r < x->rows ? static_cast<const uint8_t*>(x->row(r)) : nullptr;
+          if (y->type == WeightType::kQ8_0) {
+            // Per block of 32: the 16 rows' scales, then quants in groups
+            // of 4 columns as [row][4], stored + 128.
+            const int64_t blocks = y->cols / 32;
+            for (int64_t b = 0; b < blocks; ++b) {
+              const uint8_t* at = bytes + (r / 16) * blocks * 544 + b * 544;
+              const uint16_t scale = row != nullptr ? row[b * 34] | row[b * 34 + 1] << 8 : 0;
+              ASSERT_EQ(at[(r % 16) * 2] | at[(r % 16) * 2 + 1] << 8, scale) << "row " << r << " block " << b;
+              for (int i = 0; i < 32; i += 3) {
+                const uint8_t quant = row != nullptr ? row[b * 34 + 2 + i] : 0;
+                ASSERT_EQ(at[32 + (i / 4) * 64 + (r % 16) * 4 + i % 4], quant ^ 0x80)
+                    << "row " << r << " col " << b * 32 + i;
+              }
+            }
+            continue;
+          }
+          const size_t element = RowBytes(y->type, 1);
           for (int64_t c = 0; c < y->cols; c += 5) {
-            const char* at = bytes + ((r / 16) * y->cols * 16 + c * 16 + r % 16) * element;
-            std::vector<char> expected(element, 0);
-            if (r < x->rows) std::memcpy(expected.data(), static_cast<const char*>(x->row(r)) + c * element, element);
+            const uint8_t* at = bytes + ((r / 16) * y->cols * 16 + c * 16 + r % 16) * element;
+            std::vector<uint8_t> expected(element, 0);
+            if (row != nullptr) std::memcpy(expected.data(), row + c * element, element);
             ASSERT_EQ(std::memcmp(at, expected.data(), element), 0) << "row " << r << " col " << c;
           }
         }
