@@ -98,7 +98,7 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(std::shared_ptr<c
   }
   if (absl::Status s = CheckWeights(*weights); !s.ok()) return s;
   // The matrices laid out as the active kernels multiply them fastest
-  // (panels for the AVX-512 float GEMMs); the caller's copy is freed when
+  // (panels for the AVX-512 GEMMs); the caller's copy is freed when
   // it lets go of it.
   absl::StatusOr<std::shared_ptr<const ModelWeights>> packed =
       PackWeightsForKernels(std::move(weights), cpu::ActiveKernels(), num_threads);
