@@ -461,15 +461,10 @@ inline __m512 LoadPanelStep(const char* p) {
 // row-major tiles before the panels) 5.7 -> 5.2; 4 KiB ahead was no better.
 constexpr size_t kPanelPrefetchBytes = 1024;
 
-// out[i * ldo + 16 * j + l] for i < MT, j < NV, l < 16 (lanes outside
-// last_mask in the last panel are not written), over k input elements of
-// rows ldx apart; with `accumulate`, continuing the sums already in out
-// (a stored fp32 sum reloads exactly, so the chain is unchanged).
-template <WeightType T, int MT, int NV>
-inline void PanelTile(const float* x, int ldx, int k, const char* panels, size_t panel_bytes, float* out, int ldo,
-                      __mmask16 last_mask, bool accumulate) {
-  constexpr size_t kStepBytes = T == WeightType::kF32 ? 64 : 32;
-  __m512 acc[MT][NV];
+// A panel tile's MT x NV accumulators from out (rows ldo apart, lanes past
+// last_mask in the last panel zero) when `accumulate`, else zero; and back.
+template <int MT, int NV>
+inline void StartPanelSums(__m512 (&acc)[MT][NV], const float* out, int ldo, __mmask16 last_mask, bool accumulate) {
 #pragma GCC unroll 8
   for (int i = 0; i < MT; ++i) {
 #pragma GCC unroll 4
@@ -479,6 +474,67 @@ inline void PanelTile(const float* x, int ldx, int k, const char* panels, size_t
                              : _mm512_setzero_ps();
     }
   }
+}
+
+template <int MT, int NV>
+inline void StorePanelSums(const __m512 (&acc)[MT][NV], float* out, int ldo, __mmask16 last_mask) {
+#pragma GCC unroll 8
+  for (int i = 0; i < MT; ++i) {
+#pragma GCC unroll 4
+    for (int j = 0; j + 1 < NV; ++j) _mm512_storeu_ps(out + static_cast<size_t>(i) * ldo + 16 * j, acc[i][j]);
+    _mm512_mask_storeu_ps(out + static_cast<size_t>(i) * ldo + 16 * (NV - 1), last_mask, acc[i][NV - 1]);
+  }
+}
+
+// Calls tile.template operator()<MT>() for MT = rows, 1 <= rows <= kMax (the
+// row remainder after the full tiles, as a compile-time tile height).
+template <int kMax, typename Tile>
+inline void WithRowCount(int rows, const Tile& tile) {
+  if constexpr (kMax > 0) {
+    if (rows == kMax) {
+      tile.template operator()<kMax>();
+    } else {
+      WithRowCount<kMax - 1>(rows, tile);
+    }
+  }
+}
+
+// The n_out outputs' panels three at a time, then the last one or two:
+// group(w, out, mask) with NV = the group's panel count as a template
+// argument, w its first panel, out its first output column and mask the
+// lanes of its last panel that are real outputs.
+template <typename Group>
+inline void ForEachPanelGroup(const void* panels, size_t panel_bytes, int n_out, float* out, const Group& group) {
+  constexpr int kPerGroup = 3;
+  const int count = (n_out + kPanelRows - 1) / kPanelRows;
+  const __mmask16 tail_mask =
+      n_out % kPanelRows == 0 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n_out % kPanelRows)) - 1);
+  const char* base = static_cast<const char*>(panels);
+  for (int p = 0; p < count; p += kPerGroup) {
+    const int nv = std::min(kPerGroup, count - p);
+    const __mmask16 mask = p + nv == count ? tail_mask : static_cast<__mmask16>(0xFFFF);
+    const char* w = base + static_cast<size_t>(p) * panel_bytes;
+    float* o = out + p * kPanelRows;
+    if (nv == 3) {
+      group.template operator()<3>(w, o, mask);
+    } else if (nv == 2) {
+      group.template operator()<2>(w, o, mask);
+    } else {
+      group.template operator()<1>(w, o, mask);
+    }
+  }
+}
+
+// out[i * ldo + 16 * j + l] for i < MT, j < NV, l < 16 (lanes outside
+// last_mask in the last panel are not written), over k input elements of
+// rows ldx apart; with `accumulate`, continuing the sums already in out
+// (a stored fp32 sum reloads exactly, so the chain is unchanged).
+template <WeightType T, int MT, int NV>
+inline void PanelTile(const float* x, int ldx, int k, const char* panels, size_t panel_bytes, float* out, int ldo,
+                      __mmask16 last_mask, bool accumulate) {
+  constexpr size_t kStepBytes = T == WeightType::kF32 ? 64 : 32;
+  __m512 acc[MT][NV];
+  StartPanelSums<MT, NV>(acc, out, ldo, last_mask, accumulate);
   const char* p = panels;
   for (int kk = 0; kk < k; ++kk, p += kStepBytes) {
     __m512 wv[NV];
@@ -495,29 +551,12 @@ inline void PanelTile(const float* x, int ldx, int k, const char* panels, size_t
       for (int j = 0; j < NV; ++j) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
     }
   }
-#pragma GCC unroll 8
-  for (int i = 0; i < MT; ++i) {
-#pragma GCC unroll 4
-    for (int j = 0; j + 1 < NV; ++j) _mm512_storeu_ps(out + static_cast<size_t>(i) * ldo + 16 * j, acc[i][j]);
-    _mm512_mask_storeu_ps(out + static_cast<size_t>(i) * ldo + 16 * (NV - 1), last_mask, acc[i][NV - 1]);
-  }
+  StorePanelSums<MT, NV>(acc, out, ldo, last_mask);
 }
 
 // All of x's rows against NV panels: tiles of 8 rows, then one tile of the
 // remaining 1-7.
 constexpr int kPanelRowTile = 8;
-
-template <WeightType T, int NV, int MT = kPanelRowTile - 1>
-inline void PanelRemainder(const float* x, int ldx, int rows, int k, const char* w, size_t panel_bytes, float* out,
-                           int ldo, __mmask16 last_mask, bool accumulate) {
-  if constexpr (MT > 0) {
-    if (rows == MT) {
-      PanelTile<T, MT, NV>(x, ldx, k, w, panel_bytes, out, ldo, last_mask, accumulate);
-    } else {
-      PanelRemainder<T, NV, MT - 1>(x, ldx, rows, k, w, panel_bytes, out, ldo, last_mask, accumulate);
-    }
-  }
-}
 
 // Against more than one row tile, k goes in spans whose slice of the NV
 // panels (about 24 KiB) stays in L1 while every row tile passes over it;
@@ -540,35 +579,21 @@ inline void RowsAgainstPanels(const Activations& x, const char* w, size_t panel_
       PanelTile<T, kPanelRowTile, NV>(xk + static_cast<size_t>(m) * k, k, kc, wk, panel_bytes,
                                       out + static_cast<size_t>(m) * ldo, ldo, last_mask, accumulate);
     }
-    PanelRemainder<T, NV>(xk + static_cast<size_t>(m) * k, k, x.rows - m, kc, wk, panel_bytes,
-                          out + static_cast<size_t>(m) * ldo, ldo, last_mask, accumulate);
+    WithRowCount<kPanelRowTile - 1>(x.rows - m, [&]<int MT>() {
+      PanelTile<T, MT, NV>(xk + static_cast<size_t>(m) * k, k, kc, wk, panel_bytes, out + static_cast<size_t>(m) * ldo,
+                           ldo, last_mask, accumulate);
+    });
   }
 }
 
 // Panels three at a time (8 x 3 = 24 accumulators, 3 weight vectors and a
 // broadcast: 28 of the 32 registers), then the last one or two.
-constexpr int kPanelsPerTile = 3;
-
 template <WeightType T>
 void PanelGemm(const Activations& x, const void* panels, int n_out, float* out, int ldo) {
   const size_t panel_bytes = static_cast<size_t>(x.cols) * kPanelRows * (T == WeightType::kF32 ? 4 : 2);
-  const int count = (n_out + kPanelRows - 1) / kPanelRows;
-  const __mmask16 tail_mask =
-      n_out % kPanelRows == 0 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n_out % kPanelRows)) - 1);
-  const char* base = static_cast<const char*>(panels);
-  for (int p = 0; p < count; p += kPanelsPerTile) {
-    const int nv = std::min(kPanelsPerTile, count - p);
-    const __mmask16 mask = p + nv == count ? tail_mask : static_cast<__mmask16>(0xFFFF);
-    const char* w = base + static_cast<size_t>(p) * panel_bytes;
-    float* o = out + p * kPanelRows;
-    if (nv == 3) {
-      RowsAgainstPanels<T, 3>(x, w, panel_bytes, o, ldo, mask);
-    } else if (nv == 2) {
-      RowsAgainstPanels<T, 2>(x, w, panel_bytes, o, ldo, mask);
-    } else {
-      RowsAgainstPanels<T, 1>(x, w, panel_bytes, o, ldo, mask);
-    }
-  }
+  ForEachPanelGroup(panels, panel_bytes, n_out, out, [&]<int NV>(const char* w, float* o, __mmask16 mask) {
+    RowsAgainstPanels<T, NV>(x, w, panel_bytes, o, ldo, mask);
+  });
 }
 
 // Q8_0 weights in panels (model_weights.h): per block of 32 inputs, each of
@@ -586,15 +611,7 @@ inline void Q8PanelTile(const Activations& x, int row0, int block0, int nblocks,
                         size_t panel_bytes, float* out, int ldo, __mmask16 last_mask, bool accumulate) {
   const int blocks = x.cols / kQ8_0BlockSize;
   __m512 acc[MT][NV];
-#pragma GCC unroll 8
-  for (int i = 0; i < MT; ++i) {
-#pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) {
-      const __mmask16 mask = j + 1 == NV ? last_mask : static_cast<__mmask16>(0xFFFF);
-      acc[i][j] = accumulate ? _mm512_maskz_loadu_ps(mask, out + static_cast<size_t>(i) * ldo + 16 * j)
-                             : _mm512_setzero_ps();
-    }
-  }
+  StartPanelSums<MT, NV>(acc, out, ldo, last_mask, accumulate);
   for (int b = block0; b < block0 + nblocks; ++b) {
     const char* block = panels + static_cast<size_t>(b) * kQ8PanelBlockBytes;
     __m512i dot[MT][NV];
@@ -639,29 +656,12 @@ inline void Q8PanelTile(const Activations& x, int row0, int block0, int nblocks,
       }
     }
   }
-#pragma GCC unroll 8
-  for (int i = 0; i < MT; ++i) {
-#pragma GCC unroll 4
-    for (int j = 0; j + 1 < NV; ++j) _mm512_storeu_ps(out + static_cast<size_t>(i) * ldo + 16 * j, acc[i][j]);
-    _mm512_mask_storeu_ps(out + static_cast<size_t>(i) * ldo + 16 * (NV - 1), last_mask, acc[i][NV - 1]);
-  }
+  StorePanelSums<MT, NV>(acc, out, ldo, last_mask);
 }
 
 // Tiles of 4 rows against 3 panels: 12 int32 dot products, 12 fp32
 // accumulators, 3 weight vectors and a broadcast, 28 of the 32 registers.
 constexpr int kQ8PanelRowTile = 4;
-
-template <int NV, int MT = kQ8PanelRowTile - 1>
-inline void Q8PanelRemainder(const Activations& x, int row0, int rows, int block0, int nblocks, const char* w,
-                             size_t panel_bytes, float* out, int ldo, __mmask16 last_mask, bool accumulate) {
-  if constexpr (MT > 0) {
-    if (rows == MT) {
-      Q8PanelTile<MT, NV>(x, row0, block0, nblocks, w, panel_bytes, out, ldo, last_mask, accumulate);
-    } else {
-      Q8PanelRemainder<NV, MT - 1>(x, row0, rows, block0, nblocks, w, panel_bytes, out, ldo, last_mask, accumulate);
-    }
-  }
-}
 
 // As RowsAgainstPanels: past one row tile, the blocks go in spans whose
 // slice of the NV panels (about 24 KiB) stays in L1 for every row tile.
@@ -679,30 +679,18 @@ inline void RowsAgainstQ8Panels(const Activations& x, const char* w, size_t pane
       Q8PanelTile<kQ8PanelRowTile, NV>(x, m, b0, nb, w, panel_bytes, out + static_cast<size_t>(m) * ldo, ldo,
                                        last_mask, accumulate);
     }
-    Q8PanelRemainder<NV>(x, m, x.rows - m, b0, nb, w, panel_bytes, out + static_cast<size_t>(m) * ldo, ldo, last_mask,
-                         accumulate);
+    WithRowCount<kQ8PanelRowTile - 1>(x.rows - m, [&]<int MT>() {
+      Q8PanelTile<MT, NV>(x, m, b0, nb, w, panel_bytes, out + static_cast<size_t>(m) * ldo, ldo, last_mask,
+                          accumulate);
+    });
   }
 }
 
 void Q8PanelGemm(const Activations& x, const void* panels, int n_out, float* out, int ldo) {
   const size_t panel_bytes = static_cast<size_t>(x.cols / kQ8_0BlockSize) * kQ8PanelBlockBytes;
-  const int count = (n_out + kPanelRows - 1) / kPanelRows;
-  const __mmask16 tail_mask =
-      n_out % kPanelRows == 0 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n_out % kPanelRows)) - 1);
-  const char* base = static_cast<const char*>(panels);
-  for (int p = 0; p < count; p += kPanelsPerTile) {
-    const int nv = std::min(kPanelsPerTile, count - p);
-    const __mmask16 mask = p + nv == count ? tail_mask : static_cast<__mmask16>(0xFFFF);
-    const char* w = base + static_cast<size_t>(p) * panel_bytes;
-    float* o = out + p * kPanelRows;
-    if (nv == 3) {
-      RowsAgainstQ8Panels<3>(x, w, panel_bytes, o, ldo, mask);
-    } else if (nv == 2) {
-      RowsAgainstQ8Panels<2>(x, w, panel_bytes, o, ldo, mask);
-    } else {
-      RowsAgainstQ8Panels<1>(x, w, panel_bytes, o, ldo, mask);
-    }
-  }
+  ForEachPanelGroup(panels, panel_bytes, n_out, out, [&]<int NV>(const char* w, float* o, __mmask16 mask) {
+    RowsAgainstQ8Panels<NV>(x, w, panel_bytes, o, ldo, mask);
+  });
 }
 
 }  // namespace
