@@ -9,8 +9,8 @@
 // per accumulator, whether it runs alone (Reduce1) or transposed with 15
 // others (Reduce16). So tile shape and grouping never change a result.
 //
-// Float weights packed in 16-row panels (the CPU backend packs every F32,
-// F16 and BF16 matrix for this set): outer-product tiles of 8 activation
+// Float weights packed in 16-row panels (the CPU backend packs every
+// matrix for this set, Q8_0 ones too): outer-product tiles of 8 activation
 // rows against 3 panels, PanelGemm below. The row-major tiles stay for
 // callers with row-major weights.
 //

@@ -82,18 +82,13 @@ TypedMatrix PackByDefinition(const TypedMatrix& m) {
   p.bytes.assign(p.tensor.bytes(), 0);
   if (t.type == WeightType::kQ8_0) {
     const int64_t blocks = t.cols / 32, panel_bytes = blocks * 544;
-    for (int64_t r = 0; r < t.rows; ++r) {
+    const uint8_t zero_block[34] = {};  // the padding rows: scale 0, quants 0 (stored as 128)
+    for (int64_t r = 0; r < p.tensor.stored_rows(); ++r) {
       for (int64_t b = 0; b < blocks; ++b) {
-        const uint8_t* block = &m.bytes[(r * blocks + b) * 34];
+        const uint8_t* block = r < t.rows ? &m.bytes[(r * blocks + b) * 34] : zero_block;
         uint8_t* panel_block = &p.bytes[(r / 16) * panel_bytes + b * 544];
         std::memcpy(panel_block + (r % 16) * 2, block, 2);
         for (int i = 0; i < 32; ++i) panel_block[32 + (i / 4) * 64 + (r % 16) * 4 + i % 4] = block[2 + i] ^ 0x80;
-      }
-    }
-    // The zero padding rows' quants are stored + 128 too: zero weights.
-    for (int64_t r = t.rows; r < p.tensor.stored_rows(); ++r) {
-      for (int64_t b = 0; b < blocks; ++b) {
-        for (int i = 0; i < 32; ++i) p.bytes[(r / 16) * panel_bytes + b * 544 + 32 + (i / 4) * 64 + (r % 16) * 4 + i % 4] = 0x80;
       }
     }
     p.tensor.data = p.bytes.data();
