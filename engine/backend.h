@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "engine/kv_cache_config.h"
@@ -114,6 +115,14 @@ class Backend {
   // only then: on the host the full row is already in memory, and selecting
   // candidates from it would be work on top of sampling.
   virtual bool SelectsLogitCandidates() const { return false; }
+
+  // fn(i) for every i in [0, n), on the backend's host threads where it has
+  // them (the CPU backend's pool, idle between forward passes), so that the
+  // engine draws a step's rows side by side; fn must give the same result on
+  // any thread and in any order. This default calls them in order.
+  virtual void ParallelFor(int n, absl::FunctionRef<void(int i)> fn) {
+    for (int i = 0; i < n; ++i) fn(i);
+  }
 
   virtual const ModelConfig& config() const = 0;
   virtual const KvCacheConfig& kv_config() const = 0;

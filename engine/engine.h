@@ -7,6 +7,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -20,6 +21,7 @@
 #include "absl/synchronization/mutex.h"
 #include "engine/backend.h"
 #include "engine/kv_cache_manager.h"
+#include "engine/logprobs.h"
 #include "engine/request.h"
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
@@ -111,6 +113,13 @@ class Engine {
   void Step();
   void BuildBatch(const SchedulerOutput& scheduled);
   void SampleAndUpdate(const SchedulerOutput& scheduled);
+  // A scheduled sequence's draw in the step being sampled.
+  struct RowDraw {
+    absl::Span<float> logits;              // its whole row; empty when it came as candidates
+    int token = -1;
+    std::optional<TokenLogprob> logprob;   // when the request asks for logprobs
+  };
+  void DrawFromRow(const Sequence& sequence, RowDraw* draw) const;
   void Finish(Sequence* sequence, RequestOutput output, absl::Status status);
   // Takes a request out of the queued counts (first scheduled, or ended
   // before that).
@@ -151,7 +160,8 @@ class Engine {
   StepBatch batch_;
   std::vector<float> logits_;                 // rows wanted whole
   std::vector<LogitCandidates> candidates_;   // rows of greedy requests (Backend::ForwardCandidates)
-  SamplerScratch sampler_scratch_;
+  std::vector<RowDraw> draws_;   // per scheduled sequence of the step
+  std::vector<int> whole_rows_;  // indices in draws_ of the rows sampled from logits_
   int64_t num_preemptions_ = 0;
   int64_t num_steps_ = 0;
 

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "spdlog/spdlog.h"
 #include "cuda/cuda_plugin.h"
 #include "server/cuda_plugin_loader.h"
@@ -42,8 +43,9 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCpu(std::shared_ptr<const ModelWe
         int64_t{options.max_num_seqs} * ((model.max_seq_len + kv.block_size - 1) / kv.block_size);
     kv.num_blocks = static_cast<int>(std::min<int64_t>(*blocks, useful));
   }
-  // The pools are committed lazily, so an allocation that cannot be backed
-  // would succeed and fail later; refuse it now. The engine keeps a few
+  // The pools are allocated uncommitted (the server commits them next, a
+  // one-shot generate as blocks are written), so an allocation that cannot
+  // be backed would succeed and fail later; refuse it now. The engine keeps a few
   // dozen bytes of bookkeeping per block besides.
   constexpr int64_t kBookkeepingBytesPerBlock = 128;
   const int64_t pool_bytes =
@@ -58,6 +60,20 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCpu(std::shared_ptr<const ModelWe
   absl::StatusOr<std::unique_ptr<CpuBackend>> backend =
       CpuBackend::Create(std::move(weights), kv, options.cpu_threads, kv_dtype);
   if (!backend.ok()) return backend.status();
+  if (options.commit_kv_cache) {
+    // (`model` went with the weights: the backend holds them now.)
+    const int64_t cache_mib =
+        (int64_t{kv.num_blocks} * KvBlockBytes((*backend)->config(), kv.block_size, kv_element_bytes)) >> 20;
+    const absl::Time start = absl::Now();
+    if ((*backend)->CommitKvCache()) {
+      spdlog::info("committed the KV cache's {} MiB in {:.2f} s", cache_mib,
+                   absl::ToDoubleSeconds(absl::Now() - start));
+    } else {
+      spdlog::warn("could not commit the KV cache's {} MiB ahead (Linux 5.14+ commits it at start): its pages fault "
+                   "in as blocks are first written, in the steps that write them",
+                   cache_mib);
+    }
+  }
   return std::unique_ptr<Backend>(*std::move(backend));
 }
 

@@ -29,6 +29,10 @@ struct BackendOptions {
   int block_size = 16;
   int max_num_seqs = 256;
   int max_num_batched_tokens = 2048;
+  // CPU: commit the KV cache's memory before serving (CpuBackend::
+  // CommitKvCache), so that no step waits on a page's first write. The
+  // server does; a one-shot generate, which writes a few blocks, does not.
+  bool commit_kv_cache = false;
 };
 
 // Host memory the CPU backend's KV pool may take (its budget), counted with

@@ -95,7 +95,8 @@ absl::StatusOr<std::unique_ptr<Engine>> LoadEngine(const ServerConfig& config, M
                                                    .gpu_memory_utilization = config.gpu_memory_utilization,
                                                    .block_size = config.block_size,
                                                    .max_num_seqs = config.max_num_seqs,
-                                                   .max_num_batched_tokens = config.max_num_batched_tokens});
+                                                   .max_num_batched_tokens = config.max_num_batched_tokens,
+                                                   .commit_kv_cache = true});
   if (!backend.ok()) return backend.status();
   const KvCacheConfig& kv = (*backend)->kv_config();
   EngineConfig engine_config;

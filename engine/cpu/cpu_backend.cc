@@ -1,6 +1,7 @@
 #include "engine/cpu/cpu_backend.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -10,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/cpu/attention.h"
+#include "engine/cpu/commit_pages.h"
 #include "engine/cpu/matmul.h"
 #include "engine/model/float16.h"
 #include "engine/model/weight_conversion.h"
@@ -148,8 +150,8 @@ size_t CpuBackend::PoolOffset(int block, int kv_head, int slot_in_block) const {
 // a few KiB from each of hundreds of scattered blocks per layer, and with
 // 4 KiB pages each such run costs a TLB miss whose page walk, over a pool of
 // gigabytes, misses the caches too (served q8_0 decode at 1 stream: 5%
-// slower without). Pages are still committed only as blocks are first
-// written.
+// slower without). Pages are committed as blocks are first written, or
+// all at once by CommitKvCache.
 CpuBackend::Pool CpuBackend::AllocatePool(size_t bytes) {
   constexpr size_t kHugePage = size_t{2} << 20;
   const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
@@ -157,6 +159,26 @@ CpuBackend::Pool CpuBackend::AllocatePool(size_t bytes) {
   if (p == nullptr) throw std::bad_alloc();
   AdviseHugePages(p, rounded);
   return Pool(static_cast<std::byte*>(p));
+}
+
+bool CpuBackend::CommitKvCache() {
+  const size_t pool_bytes = PoolOffset(kv_config_.num_blocks, 0, 0) * RowBytes(kv_dtype_, 1);
+  constexpr size_t kChunk = size_t{2} << 20;  // a huge page
+  const int64_t chunks_per_pool = static_cast<int64_t>((pool_bytes + kChunk - 1) / kChunk);
+  const int64_t num_pools = static_cast<int64_t>(key_pools_.size() + value_pools_.size());
+  std::atomic<bool> committed{true};
+  cpu::ThreadPoolStep step(*pool_);
+  pool_->ParallelFor(num_pools * chunks_per_pool, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const size_t p = static_cast<size_t>(i / chunks_per_pool);
+      const Pool& pool = p < key_pools_.size() ? key_pools_[p] : value_pools_[p - key_pools_.size()];
+      const size_t offset = static_cast<size_t>(i % chunks_per_pool) * kChunk;
+      if (!cpu::CommitPages(pool.get() + offset, std::min(kChunk, pool_bytes - offset))) {
+        committed.store(false, std::memory_order_relaxed);
+      }
+    }
+  });
+  return committed.load();
 }
 
 void CpuBackend::FreePool::operator()(std::byte* p) const { std::free(p); }
@@ -262,6 +284,12 @@ absl::Status CpuBackend::Forward(const StepBatch& batch, absl::Span<float> logit
   }
   Classifier(batch, logits);
   return absl::OkStatus();
+}
+
+void CpuBackend::ParallelFor(int n, absl::FunctionRef<void(int)> fn) {
+  pool_->ParallelFor(n, /*grain=*/1, [fn](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) fn(static_cast<int>(i));
+  });
 }
 
 // x = the token embedding rows, widened from their stored type.

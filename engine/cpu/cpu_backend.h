@@ -44,6 +44,8 @@ class CpuBackend final : public Backend {
   static absl::StatusOr<WeightType> ParseKvDtype(std::string_view name, WeightType weights);
 
   absl::Status Forward(const StepBatch& batch, absl::Span<float> logits) override;
+  // On the forward pass's threads, one index at a time.
+  void ParallelFor(int n, absl::FunctionRef<void(int i)> fn) override;
 
   const ModelConfig& config() const override { return weights_->config; }
   const KvCacheConfig& kv_config() const override { return kv_config_; }
@@ -52,6 +54,13 @@ class CpuBackend final : public Backend {
   int num_threads() const { return pool_->num_threads(); }
 
   std::string_view kv_cache_dtype() const override { return WeightTypeName(kv_dtype_); }
+
+  // Commits the KV cache's memory now, on the pool's threads
+  // (commit_pages.h), so that no served step waits on the first write to a
+  // page. The server calls it before it serves; tests, which use a sliver of
+  // their caches, do not. False when it could not (the pages then fault in
+  // as they are first written, as without it).
+  bool CommitKvCache();
 
   // Read access to the cache, for tests: KV head `kv_head`'s K (or V)
   // vector of `layer` at slot `slot_in_block` of physical `block`, widened
@@ -88,8 +97,7 @@ class CpuBackend final : public Backend {
   KvCacheConfig kv_config_;
   WeightType kv_dtype_;
   // Per layer, elements of kv_dtype_. Left uninitialized: the OS commits
-  // pages as blocks are first written, so a large pool costs nothing until
-  // it is used.
+  // pages as blocks are first written (or CommitKvCache does).
   struct FreePool {
     void operator()(std::byte* p) const;
   };

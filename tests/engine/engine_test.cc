@@ -37,8 +37,10 @@ struct WorkloadParams {
 class RandomWorkloadTest : public ::testing::TestWithParam<WorkloadParams> {};
 
 // Many requests of random lengths (sharing prefixes, so the prefix cache
-// hits), greedy and seeded sampling, random aborts, a pool so small that
-// preemption happens, a token budget so small that prompts are chunked.
+// hits), greedy and seeded sampling (top-k; over the whole vocabulary, with
+// logprobs and min_tokens, whose rows are drawn on the backend's threads
+// side by side), random aborts, a pool so small that preemption happens, a
+// token budget so small that prompts are chunked.
 TEST_P(RandomWorkloadTest, EverySequenceEqualsItsSoloOutputAndNoBlockLeaks) {
   const WorkloadParams p = GetParam();
   std::mt19937 rng(p.seed);
@@ -53,6 +55,11 @@ TEST_P(RandomWorkloadTest, EverySequenceEqualsItsSoloOutputAndNoBlockLeaks) {
       r.sampling.temperature = 0.8f;
       r.sampling.top_k = 40;
       r.sampling.seed = rng();
+    } else if (i % 4 == 1) {
+      r.sampling.temperature = 1.0f;
+      r.sampling.seed = rng();
+      r.logprobs = 2;
+      r.stopping.min_tokens = 4;
     }
     r.priority = static_cast<int>(rng() % 3);
     requests.push_back(r);
@@ -109,6 +116,9 @@ TEST_P(RandomWorkloadTest, EverySequenceEqualsItsSoloOutputAndNoBlockLeaks) {
       ASSERT_TRUE(got.last.status.ok()) << r.id << ": " << got.last.status;
       const Collected solo = RunSolo(r);
       EXPECT_EQ(got.token_ids, solo.token_ids) << r.id;
+      EXPECT_EQ(got.logprobs, solo.logprobs) << r.id;
+      EXPECT_EQ(got.top_logprobs, solo.top_logprobs) << r.id;
+      if (r.logprobs > 0) EXPECT_EQ(got.logprobs.size(), got.token_ids.size()) << r.id;
       EXPECT_EQ(got.text, solo.text) << r.id;
       EXPECT_EQ(got.last.finish_reason, solo.last.finish_reason) << r.id;
     }

@@ -41,6 +41,9 @@ inline std::unique_ptr<Engine> MakeEngine(int num_blocks, int block_size, Engine
 // Everything one request received, in order.
 struct Collected {
   std::vector<int> token_ids;
+  // One per token when asked for: the sampled token's logprob and the top ids.
+  std::vector<float> logprobs;
+  std::vector<std::vector<std::pair<int, float>>> top_logprobs;
   std::string text;
   std::vector<std::string> text_deltas;
   int num_messages = 0;
@@ -55,6 +58,10 @@ class Collector {
       absl::MutexLock lock(&mu_);
       Collected& c = results_[id];
       c.token_ids.insert(c.token_ids.end(), out.token_ids.begin(), out.token_ids.end());
+      for (const TokenLogprob& l : out.logprobs) {
+        c.logprobs.push_back(l.logprob);
+        c.top_logprobs.push_back(l.top);
+      }
       c.text += out.text;
       c.text_deltas.push_back(out.text);
       ++c.num_messages;
