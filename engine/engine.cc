@@ -12,7 +12,8 @@ namespace inferd {
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& config, std::unique_ptr<Backend> backend,
                                                        std::shared_ptr<const Tokenizer> tokenizer,
-                                                       StepObserver step_observer) {
+                                                       StepObserver step_observer,
+                                                       OutputsDelivered outputs_delivered) {
   if (backend == nullptr || tokenizer == nullptr) return absl::InvalidArgumentError("engine: no backend or tokenizer");
   if (config.scheduler.max_num_seqs < 1) {
     return absl::InvalidArgumentError(
@@ -23,15 +24,18 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineConfig& confi
         absl::StrCat("max_num_batched_tokens must be at least 1, got ", config.scheduler.max_num_batched_tokens));
   }
   return std::unique_ptr<Engine>(
-      new Engine(config, std::move(backend), std::move(tokenizer), std::move(step_observer)));
+      new Engine(config, std::move(backend), std::move(tokenizer), std::move(step_observer),
+                 std::move(outputs_delivered)));
 }
 
 Engine::Engine(const EngineConfig& config, std::unique_ptr<Backend> backend,
-               std::shared_ptr<const Tokenizer> tokenizer, StepObserver step_observer)
+               std::shared_ptr<const Tokenizer> tokenizer, StepObserver step_observer,
+               OutputsDelivered outputs_delivered)
     : config_(config),
       backend_(std::move(backend)),
       tokenizer_(std::move(tokenizer)),
       step_observer_(std::move(step_observer)),
+      outputs_delivered_(std::move(outputs_delivered)),
       kv_cache_(backend_->kv_config().num_blocks, backend_->kv_config().block_size, config.enable_prefix_caching),
       scheduler_(config.scheduler, &kv_cache_) {
   PublishStats();
@@ -154,6 +158,7 @@ void Engine::Loop() {
     ApplyAbortsAndDeadlines();
     if (HasWork()) Step();
     PublishStats();
+    if (outputs_delivered_) outputs_delivered_();
   }
   // Shutting down: whatever is still live ends now.
   TakeNewRequests();
@@ -164,6 +169,7 @@ void Engine::Loop() {
     Finish(sequence, std::move(out), absl::UnavailableError("the engine shut down before the request finished"));
   }
   PublishStats();
+  if (outputs_delivered_) outputs_delivered_();
 }
 
 void Engine::TakeNewRequests() {

@@ -68,12 +68,18 @@ struct EngineStats {
 class Engine {
  public:
   using StepObserver = std::function<void(const StepStats&)>;
+  using OutputsDelivered = std::function<void()>;
 
   // Starts the engine thread. `step_observer` (optional) runs on it after
-  // every step and must not block.
+  // every step and must not block. `outputs_delivered` (optional) runs on it
+  // after each turn of its loop that may have called requests' on_output (a
+  // step, the aborts and deadlines before it, the shutdown), once those calls
+  // are done: an owner that queues what on_output hands it passes the turn's
+  // outputs on there together, with one wake-up.
   static absl::StatusOr<std::unique_ptr<Engine>> Create(const EngineConfig& config, std::unique_ptr<Backend> backend,
                                                         std::shared_ptr<const Tokenizer> tokenizer,
-                                                        StepObserver step_observer = nullptr);
+                                                        StepObserver step_observer = nullptr,
+                                                        OutputsDelivered outputs_delivered = nullptr);
   ~Engine();  // Shutdown()
 
   // Checks that the request can ever be served (its prompt and max_tokens fit
@@ -104,7 +110,7 @@ class Engine {
 
  private:
   Engine(const EngineConfig& config, std::unique_ptr<Backend> backend, std::shared_ptr<const Tokenizer> tokenizer,
-         StepObserver step_observer);
+         StepObserver step_observer, OutputsDelivered outputs_delivered);
 
   void Loop();
   // The verbs of one step, in order.
@@ -134,6 +140,7 @@ class Engine {
   std::unique_ptr<Backend> backend_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   StepObserver step_observer_;
+  OutputsDelivered outputs_delivered_;
 
   // Shared with other threads.
   mutable absl::Mutex mu_;

@@ -110,7 +110,20 @@ InferenceService::InferenceService(RequestLimits limits, std::vector<RequestObse
       stream_writer_(1, std::numeric_limits<int>::max(), /*nice=*/0) {}
 
 void InferenceService::PostStreamWrite(std::function<void()> write) {
-  const bool queued = stream_writer_.TrySchedule(std::move(write));
+  absl::MutexLock lock(&posted_writes_mu_);
+  posted_writes_.push_back(std::move(write));
+}
+
+void InferenceService::DeliverStreamWrites() {
+  std::vector<std::function<void()>> writes;
+  {
+    absl::MutexLock lock(&posted_writes_mu_);
+    if (posted_writes_.empty()) return;
+    writes.swap(posted_writes_);
+  }
+  const bool queued = stream_writer_.TrySchedule([writes = std::move(writes)] {
+    for (const std::function<void()>& write : writes) write();
+  });
   (void)queued;  // the queue has no bound
 }
 

@@ -115,8 +115,15 @@ class InferenceService final : public InferenceServiceBase {
   // Runs `write` (a stream's next gRPC write) on the service's writer
   // thread, after every write posted before it: gRPC starts a write inline,
   // a loopback send measured 90-190 us on the calling thread, which for the
-  // engine thread was 10% of an 8-stream decode step.
+  // engine thread was 10% of an 8-stream decode step. The writes wait for
+  // the engine's OutputsDelivered hook, DeliverStreamWrites.
   void PostStreamWrite(std::function<void()> write);
+
+  // Hands the writes posted since the last call to the writer thread as one
+  // job: one wake-up per engine turn instead of one per stream (each cost
+  // the engine thread about 30 us, 0.26 ms of an 8-stream f16 decode step).
+  // The engine calls it (Engine::OutputsDelivered) after each turn.
+  void DeliverStreamWrites();
 
   bool draining() const { return draining_; }
   // Only after SetEngine for model_name.
@@ -142,6 +149,8 @@ class InferenceService final : public InferenceServiceBase {
   const ServiceOptions options_;
   std::atomic<bool> draining_{false};
   WorkPool tokenizer_pool_;
+  absl::Mutex posted_writes_mu_;
+  std::vector<std::function<void()>> posted_writes_ ABSL_GUARDED_BY(posted_writes_mu_);
   // Declared last: destroyed first, running the writes still queued while
   // everything they use is alive.
   WorkPool stream_writer_;

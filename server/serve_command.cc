@@ -64,7 +64,7 @@ absl::StatusOr<std::optional<ChatTemplate>> LoadModelChatTemplate(const ServerCo
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> LoadEngine(const ServerConfig& config, Metrics* metrics,
-                                                   std::string* model_name,
+                                                   InferenceService* service, std::string* model_name,
                                                    std::optional<ChatTemplate>* chat_template) {
   absl::StatusOr<std::optional<WeightType>> dtype = LoadDtype(config.backend, config.dtype);
   if (!dtype.ok()) return dtype.status();
@@ -109,8 +109,9 @@ absl::StatusOr<std::unique_ptr<Engine>> LoadEngine(const ServerConfig& config, M
       "model {}: {} layers, dim {}, vocab {}, context {}; KV cache {} blocks of {} tokens ({}); backend {} ({})",
       mc.name, mc.n_layers, mc.dim, mc.vocab_size, mc.max_seq_len, kv.num_blocks, kv.block_size,
       (*backend)->kv_cache_dtype(), (*backend)->name(), (*backend)->dtype());
-  return Engine::Create(engine_config, *std::move(backend), model->tokenizer,
-                        [metrics](const StepStats& step) { metrics->OnStep(step); });
+  return Engine::Create(
+      engine_config, *std::move(backend), model->tokenizer, [metrics](const StepStats& step) { metrics->OnStep(step); },
+      [service] { service->DeliverStreamWrites(); });
 }
 
 // Readiness: SERVING once the engine runs, NOT_SERVING while draining or
@@ -327,7 +328,7 @@ int RunServe(ServerConfig config) {
 
   std::string model_name;
   std::optional<ChatTemplate> chat_template;
-  absl::StatusOr<std::unique_ptr<Engine>> engine = LoadEngine(config, &metrics, &model_name, &chat_template);
+  absl::StatusOr<std::unique_ptr<Engine>> engine = LoadEngine(config, &metrics, &service, &model_name, &chat_template);
   if (!engine.ok()) {
     spdlog::error("cannot start: {}", std::string(engine.status().message()));
     server->Shutdown();
