@@ -6,6 +6,7 @@ run_bench.sh leaves in its work folder:
   membw.txt                    benchmarks/membw output
   forward-<dtype>.json         forward_benchmark --benchmark_out (Google Benchmark JSON)
   forward-<dtype>.txt          its console output (shown as is)
+  forward-after-<dtype>.json   the same at batch 1 and 8, run just after the server
   <dtype>-c1.json, -c8.json    inferd-bench --output-json
   <dtype>-server.err           why the server for that dtype did not run
 
@@ -112,6 +113,7 @@ def main():
     membw, membw_header = parse_membw(read_text(os.path.join(work, "membw.txt")))
     dtypes = meta.get("dtypes", DTYPES)
     parsed = {d: parse_forward(load_json(os.path.join(work, f"forward-{d}.json"))) for d in dtypes}
+    bare_after = {d: parse_forward(load_json(os.path.join(work, f"forward-after-{d}.json")))[0] for d in dtypes}
     forward = {d: parsed[d][0] for d in dtypes}
     prefill = {d: parsed[d][1] for d in dtypes}
     served = {d: {c: load_json(os.path.join(work, f"{d}-{c}.json")) for c in ("c1", "c8")} for d in dtypes}
@@ -225,11 +227,12 @@ def main():
     p()
     p("Served step: the mean of `inferd_decode_step_duration_seconds` (steps in which every sequence "
       "computed one token: the forward pass plus scheduling, sampling and handing the tokens to the "
-      "streams) over the run, from /metrics; bare step: forward_benchmark at batch 1 and 8. The goal is "
-      "a ratio of at most 1.10.")
+      "streams) over the run, from /metrics; bare step: forward_benchmark at batch 1 and 8, run just before "
+      "the server (the engine table above) and again just after it, since this machine's speed drifts by "
+      "10-40% within minutes. The ratio is against the mean of the two; the goal is at most 1.10.")
     p()
     p("| dtype | streams | ok/failed | output tok/s | mean TTFT ms | mean TPOT ms | mean batch "
-      "| served step ms | bare step ms | served / bare | weight traffic (roofline share) |")
+      "| served step ms | bare step ms (before, after) | served / bare | weight traffic (roofline share) |")
     p("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for d in dtypes:
         for c, batch in (("c1", 1), ("c8", 8)):
@@ -240,12 +243,13 @@ def main():
                 continue
             server = r.get("server") or {}
             step = server.get("mean_decode_step_s")
-            bare = forward[d].get(batch)
+            bares = [b for b in (forward[d].get(batch), bare_after[d].get(batch)) if b]
+            bare = sum(bares) / len(bares) if bares else None
             ratio = step / bare if step and bare else None
             p(f"| {d} | {batch} | {r['completed']}/{r['failed']} | {r['output_token_throughput']:.1f} "
               f"| {r['ttft_s']['mean'] * 1e3:.0f} | {r['tpot_s']['mean'] * 1e3:.2f} "
               f"| {fmt(server.get('mean_batch_size'), 2)} | {fmt(step and step * 1e3, 2)} "
-              f"| {fmt(bare and bare * 1e3, 2)} | {fmt(ratio, 2)} "
+              f"| {', '.join(fmt(b * 1e3, 2) for b in bares) or '-'} | {fmt(ratio, 2)} "
               f"| {roof(d, r['output_token_throughput'], server.get('mean_batch_size') or batch)} |")
     p()
 
@@ -275,14 +279,15 @@ def main():
     p("<details><summary>Raw outputs</summary>")
     p()
     for d in dtypes:
-        text = read_text(os.path.join(work, f"forward-{d}.txt"))
-        if text:
-            p(f"forward_benchmark, {d}:")
-            p()
-            p("```")
-            p("\n".join(line for line in text.splitlines() if re.match(r"^(Benchmark|BM_|-)", line)))
-            p("```")
-            p()
+        for name, label in ((f"forward-{d}.txt", d), (f"forward-after-{d}.txt", f"{d}, after the server")):
+            text = read_text(os.path.join(work, name))
+            if text:
+                p(f"forward_benchmark, {label}:")
+                p()
+                p("```")
+                p("\n".join(line for line in text.splitlines() if re.match(r"^(Benchmark|BM_|-)", line)))
+                p("```")
+                p()
         if errors[d]:
             p(f"server, {d}: did not serve:")
             p()

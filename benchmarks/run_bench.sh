@@ -9,7 +9,8 @@
 #   3. the server (`inferd serve --dtype X` on dummy:llama-110m) under
 #      inferd-bench: 128 random token ids in, 128 tokens out with EOS ignored,
 #      streamed over gRPC, at 1 stream and at 8 concurrent streams; TTFT,
-#      throughput, and the served decode step (/metrics) against the bare one;
+#      throughput, and the served decode step (/metrics) against the bare
+#      one, measured just before and again just after the server;
 #   4. each served figure against issue 11's llama-server bars, PASS or MISS.
 #
 # About 5 minutes on two cores once built (longer while other work shares
@@ -34,7 +35,7 @@ END_MARK='<!-- END make bench -->'
 
 start_s=$SECONDS
 stage=0
-stages=$((2 + 2 * ${#DTYPES[@]}))
+stages=$((2 + 3 * ${#DTYPES[@]}))
 progress() {
   stage=$((stage + 1))
   echo "== [$stage/$stages, $((SECONDS - start_s)) s] $*"
@@ -122,6 +123,15 @@ for dtype in "${DTYPES[@]}"; do
   fi
   progress "served, $dtype: 1 stream then 8 streams"
   serve_dtype "$dtype"
+  # The bare step again, just after the server: this machine's speed drifts
+  # by 10-40% within minutes, so the served step is read against the bare
+  # steps on both sides of it.
+  if [[ -z "$forward_note" ]]; then
+    progress "engine only again, $dtype: forward_benchmark (batch 1, 8)"
+    "$forward_bin" --dtype="$dtype" --benchmark_filter='BM_DecodeStep/.*/(1|8)/' \
+      --benchmark_out="$work/forward-after-$dtype.json" --benchmark_out_format=json \
+      | tee "$work/forward-after-$dtype.txt" || echo "   forward_benchmark failed at --dtype=$dtype"
+  fi
 done
 
 commit=$(bench_commit)
