@@ -310,8 +310,8 @@ void Engine::DrawFromRow(const Sequence& sequence, RowDraw* draw) const {
   const absl::Span<float> logits = draw->logits;
   if (sequence.num_output() < stopping.min_tokens) {
     // Before min_tokens, no token that would end the request can be drawn.
-    for (int id : model.eos_token_ids) {
-      if (!stopping.ignore_eos && model.IsEos(id)) logits[id] = -INFINITY;
+    if (!stopping.ignore_eos) {
+      for (int id : model.eos_token_ids) logits[id] = -INFINITY;
     }
     for (int id : stopping.stop_token_ids) {
       if (id >= 0 && id < model.vocab_size) logits[id] = -INFINITY;

@@ -162,20 +162,16 @@ CpuBackend::Pool CpuBackend::AllocatePool(size_t bytes) {
 }
 
 bool CpuBackend::CommitKvCache() {
+  // A pool per item: 2 x n_layers items keep both threads busy to the end.
   const size_t pool_bytes = PoolOffset(kv_config_.num_blocks, 0, 0) * RowBytes(kv_dtype_, 1);
-  constexpr size_t kChunk = size_t{2} << 20;  // a huge page
-  const int64_t chunks_per_pool = static_cast<int64_t>((pool_bytes + kChunk - 1) / kChunk);
-  const int64_t num_pools = static_cast<int64_t>(key_pools_.size() + value_pools_.size());
+  const size_t num_layers = key_pools_.size();
   std::atomic<bool> committed{true};
   cpu::ThreadPoolStep step(*pool_);
-  pool_->ParallelFor(num_pools * chunks_per_pool, 1, [&](int64_t begin, int64_t end) {
+  pool_->ParallelFor(static_cast<int64_t>(2 * num_layers), 1, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      const size_t p = static_cast<size_t>(i / chunks_per_pool);
-      const Pool& pool = p < key_pools_.size() ? key_pools_[p] : value_pools_[p - key_pools_.size()];
-      const size_t offset = static_cast<size_t>(i % chunks_per_pool) * kChunk;
-      if (!cpu::CommitPages(pool.get() + offset, std::min(kChunk, pool_bytes - offset))) {
-        committed.store(false, std::memory_order_relaxed);
-      }
+      const size_t layer = static_cast<size_t>(i) % num_layers;
+      const Pool& pool = static_cast<size_t>(i) < num_layers ? key_pools_[layer] : value_pools_[layer];
+      if (!cpu::CommitPages(pool.get(), pool_bytes)) committed.store(false, std::memory_order_relaxed);
     }
   });
   return committed.load();
