@@ -4,6 +4,8 @@ run_bench.sh leaves in its work folder:
 
   meta.json                    commit, date, machine, commands, load averages
   membw.txt                    benchmarks/membw output
+  membw-<dtype>-before.txt,    membw on the DRAM buffer, 2 threads, just before that
+    membw-<dtype>-after.txt      dtype's engine runs and just after its server
   forward-<dtype>.json         forward_benchmark --benchmark_out (Google Benchmark JSON)
   forward-<dtype>.txt          its console output (shown as is)
   forward-after-<dtype>.json   the same at batch 1 and 8, run just after the server
@@ -119,6 +121,12 @@ def main():
     served = {d: {c: load_json(os.path.join(work, f"{d}-{c}.json")) for c in ("c1", "c8")} for d in dtypes}
     errors = {d: read_text(os.path.join(work, f"{d}-server.err")) for d in dtypes}
     dram_mib = meta.get("membw_dram_mib")
+    # {dtype: [GB/s before, GB/s after]}, per CPU time, 2 threads.
+    alongside = {
+        d: [v[1] for when in ("before", "after")
+            for v in parse_membw(read_text(os.path.join(work, f"membw-{d}-{when}.txt")))[0].values()]
+        for d in dtypes
+    }
 
     def closest_size(dtype, threads=2):
         """The measured buffer (MiB) closest to this dtype's weights' size."""
@@ -141,12 +149,19 @@ def main():
         size = max((s for s in sizes if s >= closest), key=lambda s: membw[(s, threads)][1])
         return membw[(size, threads)][1], size
 
+    def bandwidth_alongside(dtype):
+        """The mean of the DRAM readings taken beside this dtype's runs, or
+        the start-of-run roof where there are none."""
+        readings = alongside.get(dtype) or []
+        return sum(readings) / len(readings) if readings else bandwidth(dtype)[0]
+
     def roof(dtype, tokens_per_s, batch):
-        """Weight GB/s that tokens_per_s implies, and its share of the measured bandwidth."""
+        """Weight GB/s that tokens_per_s implies, and its share of the
+        bandwidth measured beside it."""
         if tokens_per_s is None:
             return "-"
         gbs = weight_mb(dtype) / 1e3 * tokens_per_s / batch
-        bw, _ = bandwidth(dtype)
+        bw = bandwidth_alongside(dtype)
         return f"{gbs:.1f} GB/s ({gbs / bw:.0%})" if bw else f"{gbs:.1f} GB/s"
 
     p = print
@@ -178,9 +193,23 @@ def main():
     p()
     p(f"Weights streamed per decode step (every matrix once): {STREAMED_WEIGHTS / 1e6:.1f} M weights = "
       + ", ".join(f"{weight_mb(d):.0f} MB at {d}" for d in dtypes)
-      + ". Roofline below: weight bytes per step x steps/s, and its share of the 2-thread bandwidth (per CPU "
-      "time) measured on the buffer closest to that dtype's weight size, or on a larger one where that read faster.")
+      + ". Roofline below: weight bytes per step x steps/s, and its share of the DRAM bandwidth (2 threads, per "
+      "CPU time) read just before that dtype's engine runs and again just after its server "
+      f"(`{meta.get('alongside_cmd', '?')}`): the host's bandwidth drifts by up to 2x within minutes, so a "
+      "figure is read against what the machine gave at the time, not at the start of the run.")
     p()
+    if any(alongside.values()):
+        p("| dtype | DRAM GB/s before, after | mean | weight MB per token | batch-1 roof tok/s (mean / weight bytes) |")
+        p("| --- | --- | --- | --- | --- |")
+        for d in dtypes:
+            readings = alongside.get(d) or []
+            if not readings:
+                p(f"| {d} | not measured | - | {weight_mb(d):.0f} | - |")
+                continue
+            bw = bandwidth_alongside(d)
+            p(f"| {d} | {', '.join(f'{r:.1f}' for r in readings)} | {bw:.1f} | {weight_mb(d):.0f} "
+              f"| {bw * 1e3 / weight_mb(d):.0f} |")
+        p()
 
     # --- engine only ----------------------------------------------------------
     p("### Engine only: one decode step (forward pass, no scheduler or server)")
@@ -261,8 +290,14 @@ def main():
       "llama-server TTFT, so TTFT has no bar here (its prefill bar is llama.cpp's pp512, f32 about "
       "1,360 tok/s: a 128-token prompt in about 94 ms).")
     p()
-    p("| dtype | streams | inferd tok/s | llama-server tok/s | goal tok/s | inferd / llama-server | verdict | inferd TTFT ms |")
-    p("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    p("Weight GB/s the goal needs: goal tok/s x weight bytes per token / mean batch, what the decode steps "
+      "alone must read to reach it (prefill time comes on top); against the DRAM bandwidth read beside that "
+      "dtype's runs. Where the first is above the second, the goal was out of this machine's reach during the "
+      "run, whatever the code.")
+    p()
+    p("| dtype | streams | inferd tok/s | llama-server tok/s | goal tok/s | inferd / llama-server | verdict "
+      "| weight GB/s the goal needs | DRAM GB/s alongside | inferd TTFT ms |")
+    p("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for d in dtypes:
         for c, streams in (("c1", 1), ("c8", 8)):
             r = served[d][c]
@@ -271,8 +306,11 @@ def main():
             goal = base * GOAL_FACTOR[c] if base else None
             ratio = ours / base if ours is not None and base else None
             ttft = f"{r['ttft_s']['mean'] * 1e3:.0f}" if r else "-"
+            batch = ((r or {}).get("server") or {}).get("mean_batch_size") or streams
+            needs = goal * weight_mb(d) / 1e3 / batch if goal else None
             p(f"| {d} | {streams} | {fmt(ours)} | {fmt(base, 0)} | {fmt(goal, 0)} | "
-              f"{'-' if ratio is None else f'{ratio:.2f}x'} | {verdict(ours, goal)} | {ttft} |")
+              f"{'-' if ratio is None else f'{ratio:.2f}x'} | {verdict(ours, goal)} "
+              f"| {fmt(needs)} | {fmt(bandwidth_alongside(d))} | {ttft} |")
     p()
 
     # --- raw outputs ------------------------------------------------------------

@@ -11,7 +11,11 @@
 #      streamed over gRPC, at 1 stream and at 8 concurrent streams; TTFT,
 #      throughput, and the served decode step (/metrics) against the bare
 #      one, measured just before and again just after the server;
-#   4. each served figure against issue 11's llama-server bars, PASS or MISS.
+#   4. each served figure against issue 11's llama-server bars, PASS or MISS,
+#      with the DRAM bandwidth read just before and just after that dtype's
+#      runs: the host's bandwidth drifts by 2x within minutes (26-60 GB/s
+#      on two threads in one hour), and a decode step at batch 1 reads its
+#      weights at whatever the host gives at the time.
 #
 # About 5 minutes on two cores once built (longer while other work shares
 # them). Knobs (environment):
@@ -109,9 +113,18 @@ serve_dtype() {
   bench_stop_server
 }
 
+# The bandwidth beside one dtype's runs: two threads on the DRAM buffer,
+# short; membw-<dtype>-<when>.txt.
+alongside_cmd="$BUILD_DIR/benchmarks/membw --sizes-mib=$dram_mib --threads=2 --seconds=0.3"
+membw_alongside() {
+  $alongside_cmd >"$work/membw-$1-$2.txt"
+  echo "   bandwidth $2: $(grep -o 'gbps_cpu=[0-9.]*' "$work/membw-$1-$2.txt" | cut -d= -f2) GB/s (2 threads)"
+}
+
 server_cmd="" bench_cmd=""
 for dtype in "${DTYPES[@]}"; do
   progress "engine only, $dtype: forward_benchmark (batch 1, 8, 32)"
+  membw_alongside "$dtype" before
   if [[ -z "$forward_note" ]]; then
     "$forward_bin" --dtype="$dtype" --benchmark_out="$work/forward-$dtype.json" --benchmark_out_format=json \
       | tee "$work/forward-$dtype.txt" || echo "   forward_benchmark failed at --dtype=$dtype"
@@ -132,6 +145,7 @@ for dtype in "${DTYPES[@]}"; do
       --benchmark_out="$work/forward-after-$dtype.json" --benchmark_out_format=json \
       | tee "$work/forward-after-$dtype.txt" || echo "   forward_benchmark failed at --dtype=$dtype"
   fi
+  membw_alongside "$dtype" after
 done
 
 commit=$(bench_commit)
@@ -145,7 +159,7 @@ json.dump({
     "load_before": """$load_before""", "load_after": """$(cut -d' ' -f1-3 /proc/loadavg)""",
     "elapsed": """$((SECONDS - start_s)) s""",
     "dtypes": """${DTYPES[*]}""".split(),
-    "membw_cmd": """$membw_cmd""", "membw_dram_mib": $dram_mib,
+    "membw_cmd": """$membw_cmd""", "membw_dram_mib": $dram_mib, "alongside_cmd": """$alongside_cmd""",
     "forward_cmd": """$forward_cmd""", "forward_note": """$forward_note""",
     "server_cmd": """$server_cmd""", "bench_cmd": """$bench_cmd""",
     "requests_c1": $REQUESTS_C1, "requests_c8": $REQUESTS_C8,
