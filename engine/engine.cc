@@ -1,5 +1,7 @@
 #include "engine/engine.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -40,6 +42,7 @@ Engine::Engine(const EngineConfig& config, std::unique_ptr<Backend> backend,
       scheduler_(config.scheduler, &kv_cache_) {
   PublishStats();
   thread_ = std::thread([this] { Loop(); });
+  pthread_setname_np(thread_.native_handle(), "inferd-engine");
 }
 
 Engine::~Engine() { Shutdown(); }

@@ -106,8 +106,8 @@ InferenceService::InferenceService(RequestLimits limits, std::vector<RequestObse
     : limits_(std::move(limits)),
       observers_(std::move(observers)),
       options_(options),
-      tokenizer_pool_(options.tokenizer_threads, options.max_queued_tokenizations),
-      stream_writer_(1, std::numeric_limits<int>::max(), /*nice=*/0) {}
+      tokenizer_pool_("inferd-tokenize", options.tokenizer_threads, options.max_queued_tokenizations),
+      stream_writer_("inferd-writer", 1, std::numeric_limits<int>::max(), /*nice=*/0) {}
 
 void InferenceService::PostStreamWrite(std::function<void()> write) {
   absl::MutexLock lock(&posted_writes_mu_);

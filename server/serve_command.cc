@@ -1,6 +1,7 @@
 #include "server/serve_command.h"
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <pthread.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
@@ -339,7 +340,10 @@ int RunServe(ServerConfig config) {
 
   std::atomic<bool> draining{false};
   absl::Notification stop_watching;
-  std::thread readiness([&] { WatchReadiness(health, &http_ready, engine->get(), config, &draining, &stop_watching); });
+  std::thread readiness([&] {
+    pthread_setname_np(pthread_self(), "inferd-ready");
+    WatchReadiness(health, &http_ready, engine->get(), config, &draining, &stop_watching);
+  });
   spdlog::info("serving {} on {}:{}", model_name, config.host, bound_port);
 
   int signal_number = 0;

@@ -1,13 +1,18 @@
 #include "server/work_pool.h"
 
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 namespace inferd {
 
-WorkPool::WorkPool(int num_threads, int max_queued, int nice) : max_queued_(max_queued), nice_(nice) {
-  for (int i = 0; i < num_threads; ++i) threads_.emplace_back([this] { Run(); });
+WorkPool::WorkPool(const std::string& name, int num_threads, int max_queued, int nice)
+    : max_queued_(max_queued), nice_(nice) {
+  for (int i = 0; i < num_threads; ++i) {
+    threads_.emplace_back([this] { Run(); });
+    pthread_setname_np(threads_.back().native_handle(), name.substr(0, 15).c_str());
+  }
 }
 
 WorkPool::~WorkPool() {

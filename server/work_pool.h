@@ -7,6 +7,7 @@
 
 #include <deque>
 #include <functional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -17,9 +18,10 @@ namespace inferd {
 
 class WorkPool {
  public:
-  // `nice`: the threads' priority against the rest of the process (10:
-  // bulk work that yields to the threads serving calls and the engine).
-  WorkPool(int num_threads, int max_queued, int nice = 10);
+  // `name`: the threads' name as top -H, perf and /proc show it (at most 15
+  // characters). `nice`: their priority against the rest of the process
+  // (10: bulk work that yields to the threads serving calls and the engine).
+  WorkPool(const std::string& name, int num_threads, int max_queued, int nice = 10);
   ~WorkPool();  // runs what is queued, then joins
 
   // Queues `job`; false (and `job` dropped) if max_queued jobs already wait.

@@ -1,6 +1,7 @@
 #include "engine/cpu/thread_pool.h"
 
 #include <linux/futex.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -66,7 +67,10 @@ int AvailableCores() {
 
 ThreadPool::ThreadPool(int num_threads) : num_threads_(num_threads >= 1 ? num_threads : AvailableCores()) {
   workers_.reserve(num_threads_ - 1);
-  for (int t = 1; t < num_threads_; ++t) workers_.emplace_back([this] { WorkerLoop(); });
+  for (int t = 1; t < num_threads_; ++t) {
+    workers_.emplace_back([this] { WorkerLoop(); });
+    pthread_setname_np(workers_.back().native_handle(), "inferd-cpu");
+  }
 }
 
 ThreadPool::~ThreadPool() {

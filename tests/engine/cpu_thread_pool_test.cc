@@ -7,9 +7,12 @@
 
 #include <atomic>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <optional>
 #include <set>
+#include <string>
 #include <random>
 #include <thread>
 #include <vector>
@@ -25,6 +28,28 @@ TEST(ThreadPool, AvailableCoresCountsTheAffinityMask) {
   EXPECT_LE(cores, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   EXPECT_EQ(ThreadPool().num_threads(), cores);
   EXPECT_EQ(ThreadPool(3).num_threads(), 3);
+}
+
+// Threads of this process named `name` (/proc/self/task/*/comm).
+int ThreadsNamed(const std::string& name) {
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(entry.path() / "comm");
+    std::string line;
+    if (std::getline(comm, line) && line == name) ++count;
+  }
+  return count;
+}
+
+// Workers carry a name, so that top -H and perf tell them from the
+// server's other threads.
+TEST(ThreadPool, WorkersAreNamed) {
+  const int before = ThreadsNamed("inferd-cpu");
+  {
+    ThreadPool pool(3);
+    EXPECT_EQ(ThreadsNamed("inferd-cpu") - before, 2);
+  }
+  EXPECT_EQ(ThreadsNamed("inferd-cpu"), before);
 }
 
 TEST(ThreadPool, ParallelForCoversEachIndexOnce) {
