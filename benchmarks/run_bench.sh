@@ -10,19 +10,23 @@
 #      inferd-bench: 128 random token ids in, 128 tokens out with EOS ignored,
 #      streamed over gRPC, at 1 stream and at 8 concurrent streams; TTFT,
 #      throughput, and the served decode step (/metrics) against the bare
-#      one, measured just before and again just after the server;
+#      one: then, with the same server up, BENCH_PAIRS rounds of the bare
+#      step followed at once by a short served run at 1 and at 8 streams,
+#      so that each served/bare ratio compares figures taken seconds apart;
 #   4. each served figure against issue 11's llama-server bars, PASS or MISS,
 #      with the DRAM bandwidth read just before and just after that dtype's
 #      runs: the host's bandwidth drifts by 2x within minutes (26-60 GB/s
 #      on two threads in one hour), and a decode step at batch 1 reads its
 #      weights at whatever the host gives at the time.
 #
-# About 5 minutes on two cores once built (longer while other work shares
+# About 8 minutes on two cores once built (longer while other work shares
 # them). Knobs (environment):
 #   BENCH_DTYPES        dtypes to measure (default: float32 float16 bfloat16 q8_0)
 #   BENCH_REQUESTS_C1   measured requests at 1 stream, per dtype (default 6)
 #   BENCH_REQUESTS_C8   measured requests at 8 streams, per dtype (default 32)
 #   BENCH_MEMBW_SECONDS seconds per bandwidth trial (default 0.5)
+#   BENCH_PAIRS         paired bare/served rounds per dtype (default 3; 2 and
+#                       8 requests at 1 and 8 streams each)
 #   BUILD_DIR, JOBS     as in the Makefile
 # A dtype the server refuses is reported as not run; the rest still runs.
 set -euo pipefail
@@ -34,12 +38,13 @@ DTYPES=(${BENCH_DTYPES:-float32 float16 bfloat16 q8_0})
 REQUESTS_C1=${BENCH_REQUESTS_C1:-6}
 REQUESTS_C8=${BENCH_REQUESTS_C8:-32}
 MEMBW_SECONDS=${BENCH_MEMBW_SECONDS:-0.5}
+PAIRS=${BENCH_PAIRS:-3}
 BEGIN_MARK='<!-- BEGIN make bench (written by benchmarks/run_bench.sh) -->'
 END_MARK='<!-- END make bench -->'
 
 start_s=$SECONDS
 stage=0
-stages=$((2 + 3 * ${#DTYPES[@]}))
+stages=$((2 + 2 * ${#DTYPES[@]}))
 progress() {
   stage=$((stage + 1))
   echo "== [$stage/$stages, $((SECONDS - start_s)) s] $*"
@@ -110,6 +115,23 @@ serve_dtype() {
     fi
     grep -E '^(Output token throughput|Mean TTFT|Mean decode-only step)' "$work/$dtype-$name.txt" | sed 's/^/   /'
   done
+  # This machine's speed drifts by 10-40% within minutes (its memory
+  # bandwidth by up to 2x), more than the served step's overhead that the
+  # goal bounds; so the bare step and a short served run alternate, with
+  # this server up and idle while the bare step runs.
+  if [[ -z "$forward_note" ]]; then
+    local pair
+    for ((pair = 1; pair <= PAIRS; pair++)); do
+      "$forward_bin" --dtype="$dtype" --benchmark_filter='BM_DecodeStep/.*/(1|8)/' \
+        --benchmark_out="$work/pair$pair-$dtype-bare.json" --benchmark_out_format=json >/dev/null 2>&1 || true
+      for streams in 1 8; do
+        requests=$((streams == 1 ? 2 : 8))
+        "$BUILD_DIR/inferd-bench" $common --concurrency $streams --num-requests $requests --seed $((10 * streams + pair)) \
+          --output-json "$work/pair$pair-$dtype-c$streams.json" >/dev/null 2>&1 || true
+      done
+      echo "   pair $pair/$PAIRS: $(python3 benchmarks/bench_report.py --pair "$work" "$dtype" "$pair")"
+    done
+  fi
   bench_stop_server
 }
 
@@ -134,17 +156,8 @@ for dtype in "${DTYPES[@]}"; do
   else
     echo "   skipped: $forward_note"
   fi
-  progress "served, $dtype: 1 stream then 8 streams"
+  progress "served, $dtype: 1 stream then 8 streams, then $PAIRS paired rounds of the bare and the served step"
   serve_dtype "$dtype"
-  # The bare step again, just after the server: this machine's speed drifts
-  # by 10-40% within minutes, so the served step is read against the bare
-  # steps on both sides of it.
-  if [[ -z "$forward_note" ]]; then
-    progress "engine only again, $dtype: forward_benchmark (batch 1, 8)"
-    "$forward_bin" --dtype="$dtype" --benchmark_filter='BM_DecodeStep/.*/(1|8)/' \
-      --benchmark_out="$work/forward-after-$dtype.json" --benchmark_out_format=json \
-      | tee "$work/forward-after-$dtype.txt" || echo "   forward_benchmark failed at --dtype=$dtype"
-  fi
   membw_alongside "$dtype" after
 done
 
@@ -162,7 +175,7 @@ json.dump({
     "membw_cmd": """$membw_cmd""", "membw_dram_mib": $dram_mib, "alongside_cmd": """$alongside_cmd""",
     "forward_cmd": """$forward_cmd""", "forward_note": """$forward_note""",
     "server_cmd": """$server_cmd""", "bench_cmd": """$bench_cmd""",
-    "requests_c1": $REQUESTS_C1, "requests_c8": $REQUESTS_C8,
+    "requests_c1": $REQUESTS_C1, "requests_c8": $REQUESTS_C8, "pairs": $PAIRS,
 }, open(sys.argv[1], "w"), indent=1)
 EOF
 python3 benchmarks/bench_report.py "$work" >"$work/section.md"
