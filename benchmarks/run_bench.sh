@@ -19,7 +19,7 @@
 #      on two threads in one hour), and a decode step at batch 1 reads its
 #      weights at whatever the host gives at the time.
 #
-# About 8 minutes on two cores once built (longer while other work shares
+# About 7 minutes on two cores once built (longer while other work shares
 # them). Knobs (environment):
 #   BENCH_DTYPES        dtypes to measure (default: float32 float16 bfloat16 q8_0)
 #   BENCH_REQUESTS_C1   measured requests at 1 stream, per dtype (default 6)
