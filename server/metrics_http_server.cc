@@ -120,10 +120,10 @@ class MetricsHttpServer::Impl {
     if (ec) return absl::UnavailableError(absl::StrCat("metrics: cannot listen on ", where, ": ", ec.message()));
     port_ = acceptor_.local_endpoint().port();
     Accept();
-    for (int i = 0; i < std::max(1, options_.threads); ++i) threads_.emplace_back([this] {
-        pthread_setname_np(pthread_self(), "inferd-metrics");
-        io_.run();
-      });
+    for (int i = 0; i < std::max(1, options_.threads); ++i) {
+      threads_.emplace_back([this] { io_.run(); });
+      pthread_setname_np(threads_.back().native_handle(), "inferd-metrics");
+    }
     return absl::OkStatus();
   }
 

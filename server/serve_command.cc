@@ -1,12 +1,12 @@
 #include "server/serve_command.h"
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <pthread.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_credentials_options.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -340,10 +340,8 @@ int RunServe(ServerConfig config) {
 
   std::atomic<bool> draining{false};
   absl::Notification stop_watching;
-  std::thread readiness([&] {
-    pthread_setname_np(pthread_self(), "inferd-ready");
-    WatchReadiness(health, &http_ready, engine->get(), config, &draining, &stop_watching);
-  });
+  std::thread readiness([&] { WatchReadiness(health, &http_ready, engine->get(), config, &draining, &stop_watching); });
+  pthread_setname_np(readiness.native_handle(), "inferd-ready");
   spdlog::info("serving {} on {}:{}", model_name, config.host, bound_port);
 
   int signal_number = 0;

@@ -33,10 +33,10 @@ absl::StatusOr<int> HttpServer::Start() {
   }
   const int port = acceptor_.local_endpoint().port();
   Accept();
-  for (int i = 0; i < options_.threads; ++i) threads_.emplace_back([this] {
-      pthread_setname_np(pthread_self(), "inferd-http");
-      io_context_.run();
-    });
+  for (int i = 0; i < options_.threads; ++i) {
+    threads_.emplace_back([this] { io_context_.run(); });
+    pthread_setname_np(threads_.back().native_handle(), "inferd-http");
+  }
   return port;
 }
 
