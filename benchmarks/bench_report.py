@@ -9,8 +9,10 @@ run_bench.sh leaves in its work folder:
   forward-<dtype>.json         forward_benchmark --benchmark_out (Google Benchmark JSON)
   forward-<dtype>.txt          its console output (shown as is)
   pair<N>-<dtype>-bare.json    forward_benchmark at batch 1 and 8 in paired round N,
-    pair<N>-<dtype>-c1.json,     then inferd-bench at 1 and 8 streams on the same server
-    pair<N>-<dtype>-c8.json
+    pair<N>-<dtype>-c1.json,     then inferd-bench at 1 and 8 streams on the same server,
+    pair<N>-<dtype>-c8.json      streamed,
+    pair<N>-<dtype>-u1.json,     then the same load as unary Generate calls
+    pair<N>-<dtype>-u8.json
   <dtype>-c1.json, -c8.json    inferd-bench --output-json
   <dtype>-server.err           why the server for that dtype did not run
 
@@ -106,14 +108,18 @@ def parse_forward(data):
 
 
 def paired_round(work, dtype, n):
-    """{batch: (bare step s, served step s)} for paired round n, where both ran."""
+    """{batch: (bare step s, streamed step s, unary step s or None)} for paired
+    round n, where the bare and the streamed run both ran."""
     bare = parse_forward(load_json(os.path.join(work, f"pair{n}-{dtype}-bare.json")))[0]
+
+    def served_step(name):
+        server = (load_json(os.path.join(work, f"pair{n}-{dtype}-{name}.json")) or {}).get("server") or {}
+        return server.get("mean_decode_step_s")
     out = {}
     for batch in (1, 8):
-        served = ((load_json(os.path.join(work, f"pair{n}-{dtype}-c{batch}.json")) or {}).get("server") or {})
-        step = served.get("mean_decode_step_s")
+        step = served_step(f"c{batch}")
         if bare.get(batch) and step:
-            out[batch] = (bare[batch], step)
+            out[batch] = (bare[batch], step, served_step(f"u{batch}"))
     return out
 
 
@@ -135,6 +141,11 @@ def main():
 
     def paired_ratios(dtype, batch):
         return [r[batch][1] / r[batch][0] for r in pairs[dtype] if batch in r]
+
+    def split_ratios(dtype, batch):
+        """(streamed / unary, unary / bare) of the rounds where the unary run ran."""
+        rounds = [r[batch] for r in pairs[dtype] if batch in r and r[batch][2]]
+        return [s / u for _, s, u in rounds], [u / b for b, _, u in rounds]
     forward = {d: parsed[d][0] for d in dtypes}
     prefill = {d: parsed[d][1] for d in dtypes}
     served = {d: {c: load_json(os.path.join(work, f"{d}-{c}.json")) for c in ("c1", "c8")} for d in dtypes}
@@ -282,6 +293,12 @@ def main():
       "a short served run (2 requests at 1 stream, 8 at 8 streams); each round's served step over its own "
       "bare step, and the median of the rounds.")
     p()
+    p("Each round then sends the same load as unary `Generate` calls: the same engine road, with the whole "
+      "output in one reply, so no per-token write. The streamed step over the unary one is what the stream's "
+      "writes cost the step (gRPC and loopback TCP on the same two cores, and the client's reads); the unary "
+      "step over the bare one is the rest: scheduling, sampling at temperature 1 over the whole vocabulary, "
+      "and the forward pass run in a serving process.")
+    p()
     p("| dtype | streams | ok/failed | output tok/s | mean TTFT ms | mean TPOT ms | mean batch "
       "| served step ms | bare step ms (engine table) | served / bare, paired rounds | median, goal <= 1.10 "
       "| weight traffic (roofline share) |")
@@ -308,16 +325,30 @@ def main():
     if any(any(rounds) for rounds in pairs.values()):
         p("The paired rounds (step ms):")
         p()
-        p("| dtype | round | bare, batch 1 | served, 1 stream | ratio | bare, batch 8 | served, 8 streams | ratio |")
-        p("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        p("| dtype | round | bare, batch 1 | streamed, 1 stream | unary, 1 stream | streamed / bare "
+          "| bare, batch 8 | streamed, 8 streams | unary, 8 streams | streamed / bare |")
+        p("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for d in dtypes:
             for n, rnd in enumerate(pairs[d], 1):
                 cells = []
                 for batch in (1, 8):
-                    bare, step = rnd.get(batch, (None, None))
+                    bare, step, unary = rnd.get(batch, (None, None, None))
                     cells += [fmt(bare and bare * 1e3, 2), fmt(step and step * 1e3, 2),
-                              fmt(step / bare if bare and step else None, 2)]
+                              fmt(unary and unary * 1e3, 2), fmt(step / bare if bare and step else None, 2)]
                 p(f"| {d} | {n} | " + " | ".join(cells) + " |")
+        p()
+        p("Where the served step's time over the bare one goes (medians of the rounds):")
+        p()
+        p("| dtype | streams | streamed / bare | streamed / unary: the per-token writes "
+          "| unary / bare: scheduling, sampling, serving process |")
+        p("| --- | --- | --- | --- | --- |")
+        for d in dtypes:
+            for batch in (1, 8):
+                whole = paired_ratios(d, batch)
+                writes, rest = split_ratios(d, batch)
+                p(f"| {d} | {batch} | {fmt(statistics.median(whole) if whole else None, 2)} "
+                  f"| {fmt(statistics.median(writes) if writes else None, 2)} "
+                  f"| {fmt(statistics.median(rest) if rest else None, 2)} |")
         p()
 
     # --- the goals --------------------------------------------------------------
@@ -386,7 +417,8 @@ def main():
 def print_pair(work, dtype, n):
     rnd = paired_round(work, dtype, int(n))
     parts = [f"batch {b}: bare {bare * 1e3:.2f} ms, served {step * 1e3:.2f} ms ({step / bare:.2f})"
-             for b, (bare, step) in sorted(rnd.items())]
+             + (f", unary {unary * 1e3:.2f} ms" if unary else "")
+             for b, (bare, step, unary) in sorted(rnd.items())]
     print("; ".join(parts) or "no figures (a run failed)")
 
 

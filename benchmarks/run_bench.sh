@@ -12,21 +12,23 @@
 #      throughput, and the served decode step (/metrics) against the bare
 #      one: then, with the same server up, BENCH_PAIRS rounds of the bare
 #      step followed at once by a short served run at 1 and at 8 streams,
-#      so that each served/bare ratio compares figures taken seconds apart;
+#      so that each served/bare ratio compares figures taken seconds apart,
+#      and by the same runs as unary Generate calls (the whole output in one
+#      reply): what the stream's per-token writes cost, apart from the rest;
 #   4. each served figure against issue 11's llama-server bars, PASS or MISS,
 #      with the DRAM bandwidth read just before and just after that dtype's
 #      runs: the host's bandwidth drifts by 2x within minutes (26-60 GB/s
 #      on two threads in one hour), and a decode step at batch 1 reads its
 #      weights at whatever the host gives at the time.
 #
-# About 7 minutes on two cores once built (longer while other work shares
+# About 8 minutes on two cores once built (longer while other work shares
 # them). Knobs (environment):
 #   BENCH_DTYPES        dtypes to measure (default: float32 float16 bfloat16 q8_0)
 #   BENCH_REQUESTS_C1   measured requests at 1 stream, per dtype (default 6)
 #   BENCH_REQUESTS_C8   measured requests at 8 streams, per dtype (default 32)
 #   BENCH_MEMBW_SECONDS seconds per bandwidth trial (default 0.5)
 #   BENCH_PAIRS         paired bare/served rounds per dtype (default 3; 2 and
-#                       8 requests at 1 and 8 streams each)
+#                       8 requests at 1 and 8 streams each, streamed, then unary)
 #   BUILD_DIR, JOBS     as in the Makefile
 # A dtype the server refuses is reported as not run; the rest still runs.
 set -euo pipefail
@@ -128,6 +130,13 @@ serve_dtype() {
         requests=$((streams == 1 ? 2 : 8))
         "$BUILD_DIR/inferd-bench" $common --concurrency $streams --num-requests $requests --seed $((10 * streams + pair)) \
           --output-json "$work/pair$pair-$dtype-c$streams.json" >/dev/null 2>&1 || true
+      done
+      # The same load as unary calls (new prompts, as none may come from the
+      # prefix cache).
+      for streams in 1 8; do
+        requests=$((streams == 1 ? 2 : 8))
+        "$BUILD_DIR/inferd-bench" $common --concurrency $streams --num-requests $requests --seed $((10 * streams + pair + 100)) \
+          --protocol grpc-unary --output-json "$work/pair$pair-$dtype-u$streams.json" >/dev/null 2>&1 || true
       done
       echo "   pair $pair/$PAIRS: $(python3 benchmarks/bench_report.py --pair "$work" "$dtype" "$pair")"
     done

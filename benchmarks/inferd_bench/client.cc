@@ -72,6 +72,42 @@ class GenerateCall final : public grpc::ClientReadReactor<inferd::v1::GenerateRe
   RequestResult result_;
 };
 
+// One unary Generate. Owns itself until its completion callback, which
+// hands the result on and deletes it.
+class GenerateUnaryCall {
+ public:
+  GenerateUnaryCall(inferd::v1::GenerateRequest request, InferenceClient::DoneCallback done)
+      : request_(std::move(request)), done_(std::move(done)) {}
+
+  void Start(inferd::v1::Inference::Stub* stub) {
+    sent_ = Clock::now();
+    stub->async()->Generate(&context_, &request_, &response_, [this](grpc::Status status) { OnDone(status); });
+  }
+
+ private:
+  void OnDone(const grpc::Status& status) {
+    RequestResult result;
+    result.streamed = false;
+    result.e2e_s = Seconds(Clock::now() - sent_);
+    result.ttft_s = result.e2e_s;
+    if (status.ok()) {
+      result.output_tokens = response_.token_ids_size();
+      if (response_.has_usage()) result.prompt_tokens = static_cast<int>(response_.usage().prompt_tokens());
+    } else {
+      result.code = static_cast<absl::StatusCode>(status.error_code());
+      result.error_message = status.error_message();
+    }
+    done_(std::move(result));
+    delete this;
+  }
+
+  grpc::ClientContext context_;
+  inferd::v1::GenerateRequest request_;
+  inferd::v1::GenerateResponse response_;
+  InferenceClient::DoneCallback done_;
+  Clock::time_point sent_;
+};
+
 }  // namespace
 
 InferenceClient::InferenceClient(const std::string& target) {
@@ -116,6 +152,10 @@ absl::StatusOr<int> InferenceClient::CountTokens(const std::string& text) {
 
 void InferenceClient::StartGenerate(inferd::v1::GenerateRequest request, DoneCallback done) {
   (new GenerateCall(std::move(request), std::move(done)))->Start(stub_.get());
+}
+
+void InferenceClient::StartGenerateUnary(inferd::v1::GenerateRequest request, DoneCallback done) {
+  (new GenerateUnaryCall(std::move(request), std::move(done)))->Start(stub_.get());
 }
 
 }  // namespace inferd::bench

@@ -41,6 +41,10 @@ class InferenceClient {
   // Sends `request` as a GenerateStream call; `done` runs once, on a gRPC
   // thread, with the call's timings and final status. It must not block.
   void StartGenerate(inferd::v1::GenerateRequest request, DoneCallback done);
+  // Sends `request` as a unary Generate call, as StartGenerate otherwise:
+  // one reply with every token, whose arrival is both the first token and
+  // the end (RequestResult::streamed is false).
+  void StartGenerateUnary(inferd::v1::GenerateRequest request, DoneCallback done);
 
  private:
   std::shared_ptr<grpc::Channel> channel_;

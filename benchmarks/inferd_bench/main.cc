@@ -122,6 +122,8 @@ int Run(const BenchOptions& o) {
       [&](int64_t index, std::function<void(RequestResult)> done) {
         if (openai != nullptr) {
           openai->StartGenerate((*dataset)->At(index).ToProto(), std::move(done));
+        } else if (o.protocol == Protocol::kGrpcUnary) {
+          client.StartGenerateUnary((*dataset)->At(index).ToProto(), std::move(done));
         } else {
           client.StartGenerate((*dataset)->At(index).ToProto(), std::move(done));
         }
@@ -141,8 +143,11 @@ int Run(const BenchOptions& o) {
   }
 
   Report report;
-  report.target = o.protocol == Protocol::kOpenAi ? absl::StrCat("http://", o.http_target, "/v1/completions")
-                                                  : o.target;
+  switch (o.protocol) {
+    case Protocol::kGrpc: report.target = o.target; break;
+    case Protocol::kGrpcUnary: report.target = absl::StrCat(o.target, " (unary Generate)"); break;
+    case Protocol::kOpenAi: report.target = absl::StrCat("http://", o.http_target, "/v1/completions"); break;
+  }
   report.model = info.ok() ? info->name() : "";
   report.load = DescribeLoad(o);
   if (o.slo_ttft_ms.has_value()) report.slo.ttft_s = *o.slo_ttft_ms / 1e3;

@@ -15,8 +15,11 @@ int BenchOptions::InFlightLimit() const {
 void AddBenchFlags(CLI::App* app, BenchOptions* o) {
   app->add_option("--target", o->target, "server address HOST:PORT (plaintext gRPC)")->capture_default_str();
   app->add_option("--protocol", o->protocol,
-                  "grpc (GenerateStream) or openai (streamed POST /v1/completions at --http-target)")
+                  "grpc (GenerateStream), grpc-unary (Generate: the whole output in one reply, so TTFT is "
+                  "the whole request and there is no TPOT or ITL) or openai (streamed POST /v1/completions at "
+                  "--http-target)")
       ->transform(CLI::CheckedTransformer(std::map<std::string, Protocol>{{"grpc", Protocol::kGrpc},
+                                                                          {"grpc-unary", Protocol::kGrpcUnary},
                                                                           {"openai", Protocol::kOpenAi}}))
       ->capture_default_str();
   app->add_option("--http-target", o->http_target, "--protocol openai: the HTTP API's IP:PORT")

@@ -14,7 +14,10 @@ namespace inferd::bench {
 
 enum class DatasetKind { kSynthetic, kJsonl, kShareGpt };
 
-enum class Protocol { kGrpc, kOpenAi };
+// kGrpcUnary sends the unary Generate: the same engine road as the stream,
+// with the whole output in one reply, so a run shows what the per-token
+// writes of a stream cost the server (its step histogram) next to kGrpc.
+enum class Protocol { kGrpc, kGrpcUnary, kOpenAi };
 
 struct BenchOptions {
   std::string target = "127.0.0.1:50051";

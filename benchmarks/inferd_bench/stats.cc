@@ -27,7 +27,7 @@ LatencySummary Summarize(std::vector<double> values) {
 }
 
 std::optional<double> Tpot(const RequestResult& result) {
-  if (result.output_tokens < 2) return std::nullopt;
+  if (!result.streamed || result.output_tokens < 2) return std::nullopt;
   return (result.e2e_s - result.ttft_s) / static_cast<double>(result.output_tokens - 1);
 }
 

@@ -28,6 +28,7 @@ struct RequestResult {
   int output_tokens = 0;      // token ids streamed back
   int prompt_tokens = 0;      // the server's usage.prompt_tokens
   int retries = 0;            // sends after the first (--retry-unavailable)
+  bool streamed = true;       // false: every token came in one reply (no TPOT, no ITL)
 
   bool ok() const { return code == absl::StatusCode::kOk; }
 };

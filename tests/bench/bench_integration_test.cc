@@ -213,6 +213,34 @@ TEST(BenchIntegrationTest, OpenAiProtocolCountsLikeTheServer) {
   EXPECT_NE(run.stdout_text.find("/v1/completions"), std::string::npos) << run.stdout_text;
 }
 
+// --protocol grpc-unary: the same load as unary Generate calls; every token
+// arrives in the one reply, so the counts still equal the server's, TTFT is
+// the whole request, and there is no time per token.
+TEST(BenchIntegrationTest, UnaryProtocolCountsLikeTheServer) {
+  std::unique_ptr<Server> server = Server::Start();
+  ASSERT_NE(server, nullptr);
+  const std::string flags =
+      "--target 127.0.0.1:" + std::to_string(server->port()) + " --protocol grpc-unary" +
+      " --num-requests 12 --concurrency 4 --input-len 16 --output-len 32 --ready-timeout 20"
+      " --scrape-metrics http://127.0.0.1:" + std::to_string(server->metrics_port()) + "/metrics";
+  const BenchRun run = RunBench(flags, "bench_unary.json");
+  ASSERT_EQ(run.exit_code, 0) << run.stdout_text << "\nserver log:\n" << server->Log();
+  const nlohmann::json& r = run.report;
+  ASSERT_TRUE(r.is_object()) << "no JSON report; stdout:\n" << run.stdout_text;
+  EXPECT_EQ(r["completed"], 12);
+  EXPECT_EQ(r["failed"], 0);
+  EXPECT_EQ(r["output_tokens"], 12 * 32);
+  EXPECT_EQ(r["input_tokens"], 12 * 16);
+  EXPECT_EQ(r["server"]["generated_tokens"], 12 * 32);
+  EXPECT_EQ(r["server"]["prompt_tokens"], 12 * 16);
+  EXPECT_GT(r["server"]["mean_decode_step_s"].get<double>(), 0.0);
+  EXPECT_EQ(r["tpot_s"]["count"], 0);
+  EXPECT_EQ(r["itl_s"]["count"], 0);
+  EXPECT_EQ(r["ttft_s"]["count"], 12);
+  EXPECT_DOUBLE_EQ(r["ttft_s"]["mean"].get<double>(), r["e2e_s"]["mean"].get<double>());
+  EXPECT_NE(run.stdout_text.find("(unary Generate)"), std::string::npos) << run.stdout_text;
+}
+
 // Nothing listening: every request fails with UNAVAILABLE and is counted;
 // the report is still written, and the exit status is 1.
 TEST(BenchIntegrationTest, DeadTargetCountsEveryRequestAsFailed) {

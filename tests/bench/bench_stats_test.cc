@@ -65,6 +65,19 @@ TEST(TpotTest, ExcludesTheFirstToken) {
   EXPECT_FALSE(Tpot(Completed(0.1, 0.1, 0)).has_value());
 }
 
+// A unary reply brings every token at once: it has no time per token, and a
+// summary leaves it out of TPOT while it still counts its tokens.
+TEST(TpotTest, NoneForAReplyThatWasNotStreamed) {
+  RequestResult unary = Completed(1.1, 1.1, 11);
+  unary.streamed = false;
+  EXPECT_FALSE(Tpot(unary).has_value());
+  const BenchSummary s = Summarize({unary, Completed(0.1, 1.1, 11)}, 2.0, SloSpec());
+  EXPECT_EQ(s.output_tokens, 22);
+  EXPECT_EQ(s.tpot.count, 1);
+  EXPECT_DOUBLE_EQ(s.tpot.mean, 0.1);
+  EXPECT_EQ(s.ttft.count, 2);
+}
+
 TEST(GoodputTest, CountsRequestsMeetingEveryBoundThatIsSet) {
   const std::vector<RequestResult> results = {
       Completed(0.05, 0.05 + 9 * 0.01, 10),  // TTFT 50 ms, TPOT 10 ms: good
