@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <regex>
 #include <sstream>
@@ -188,26 +189,46 @@ TEST(BenchIntegrationTest, EveryTokenCountedByClientAndServerAlike) {
   EXPECT_NE(run.stdout_text.find("Mean batch size"), std::string::npos) << run.stdout_text;
 }
 
-// --protocol openai: the same load as streamed /v1/completions; the client's
-// counts (from each stream's usage chunk) equal the server's.
-TEST(BenchIntegrationTest, OpenAiProtocolCountsLikeTheServer) {
+// 12 requests, 4 at a time, 16 tokens in and 32 out, sent to a fresh server
+// with `protocol_flags` (given the server's ports); checks that the client's
+// counts equal the server's own.
+BenchRun RunTwelveCountedLikeTheServer(const std::function<std::string(const Server&)>& protocol_flags,
+                                       const std::string& json_name) {
   std::unique_ptr<Server> server = Server::Start();
-  ASSERT_NE(server, nullptr);
+  if (server == nullptr) {
+    ADD_FAILURE() << "the server did not start";
+    return BenchRun();
+  }
   const std::string flags =
-      "--target 127.0.0.1:" + std::to_string(server->port()) + " --protocol openai --http-target 127.0.0.1:" +
-      std::to_string(server->http_port()) +
+      "--target 127.0.0.1:" + std::to_string(server->port()) + " " + protocol_flags(*server) +
       " --num-requests 12 --concurrency 4 --input-len 16 --output-len 32 --ready-timeout 20"
       " --scrape-metrics http://127.0.0.1:" + std::to_string(server->metrics_port()) + "/metrics";
-  const BenchRun run = RunBench(flags, "bench_openai.json");
-  ASSERT_EQ(run.exit_code, 0) << run.stdout_text << "\nserver log:\n" << server->Log();
+  BenchRun run = RunBench(flags, json_name);
+  EXPECT_EQ(run.exit_code, 0) << run.stdout_text << "\nserver log:\n" << server->Log();
   const nlohmann::json& r = run.report;
-  ASSERT_TRUE(r.is_object()) << "no JSON report; stdout:\n" << run.stdout_text;
+  if (!r.is_object()) {
+    ADD_FAILURE() << "no JSON report; stdout:\n" << run.stdout_text;
+    return run;
+  }
   EXPECT_EQ(r["completed"], 12);
   EXPECT_EQ(r["failed"], 0);
   EXPECT_EQ(r["output_tokens"], 12 * 32);
   EXPECT_EQ(r["input_tokens"], 12 * 16);
   EXPECT_EQ(r["server"]["generated_tokens"], 12 * 32);
   EXPECT_EQ(r["server"]["prompt_tokens"], 12 * 16);
+  return run;
+}
+
+// --protocol openai: the same load as streamed /v1/completions; the client's
+// counts (from each stream's usage chunk) equal the server's.
+TEST(BenchIntegrationTest, OpenAiProtocolCountsLikeTheServer) {
+  const BenchRun run = RunTwelveCountedLikeTheServer(
+      [](const Server& server) {
+        return "--protocol openai --http-target 127.0.0.1:" + std::to_string(server.http_port());
+      },
+      "bench_openai.json");
+  const nlohmann::json& r = run.report;
+  ASSERT_TRUE(r.is_object());
   EXPECT_GT(r["ttft_s"]["mean"].get<double>(), 0.0);
   EXPECT_LE(r["ttft_s"]["p99"].get<double>(), r["e2e_s"]["p99"].get<double>());
   EXPECT_NE(run.stdout_text.find("/v1/completions"), std::string::npos) << run.stdout_text;
@@ -217,22 +238,11 @@ TEST(BenchIntegrationTest, OpenAiProtocolCountsLikeTheServer) {
 // arrives in the one reply, so the counts still equal the server's, TTFT is
 // the whole request, and there is no time per token.
 TEST(BenchIntegrationTest, UnaryProtocolCountsLikeTheServer) {
-  std::unique_ptr<Server> server = Server::Start();
-  ASSERT_NE(server, nullptr);
-  const std::string flags =
-      "--target 127.0.0.1:" + std::to_string(server->port()) + " --protocol grpc-unary" +
-      " --num-requests 12 --concurrency 4 --input-len 16 --output-len 32 --ready-timeout 20"
-      " --scrape-metrics http://127.0.0.1:" + std::to_string(server->metrics_port()) + "/metrics";
-  const BenchRun run = RunBench(flags, "bench_unary.json");
-  ASSERT_EQ(run.exit_code, 0) << run.stdout_text << "\nserver log:\n" << server->Log();
+  const BenchRun run =
+      RunTwelveCountedLikeTheServer([](const Server&) { return std::string("--protocol grpc-unary"); },
+                                    "bench_unary.json");
   const nlohmann::json& r = run.report;
-  ASSERT_TRUE(r.is_object()) << "no JSON report; stdout:\n" << run.stdout_text;
-  EXPECT_EQ(r["completed"], 12);
-  EXPECT_EQ(r["failed"], 0);
-  EXPECT_EQ(r["output_tokens"], 12 * 32);
-  EXPECT_EQ(r["input_tokens"], 12 * 16);
-  EXPECT_EQ(r["server"]["generated_tokens"], 12 * 32);
-  EXPECT_EQ(r["server"]["prompt_tokens"], 12 * 16);
+  ASSERT_TRUE(r.is_object());
   EXPECT_GT(r["server"]["mean_decode_step_s"].get<double>(), 0.0);
   EXPECT_EQ(r["tpot_s"]["count"], 0);
   EXPECT_EQ(r["itl_s"]["count"], 0);
