@@ -126,17 +126,16 @@ serve_dtype() {
     for ((pair = 1; pair <= PAIRS; pair++)); do
       "$forward_bin" --dtype="$dtype" --benchmark_filter='BM_DecodeStep/.*/(1|8)/' \
         --benchmark_out="$work/pair$pair-$dtype-bare.json" --benchmark_out_format=json >/dev/null 2>&1 || true
-      for streams in 1 8; do
-        requests=$((streams == 1 ? 2 : 8))
-        "$BUILD_DIR/inferd-bench" $common --concurrency $streams --num-requests $requests --seed $((10 * streams + pair)) \
-          --output-json "$work/pair$pair-$dtype-c$streams.json" >/dev/null 2>&1 || true
-      done
-      # The same load as unary calls (new prompts, as none may come from the
-      # prefix cache).
-      for streams in 1 8; do
-        requests=$((streams == 1 ? 2 : 8))
-        "$BUILD_DIR/inferd-bench" $common --concurrency $streams --num-requests $requests --seed $((10 * streams + pair + 100)) \
-          --protocol grpc-unary --output-json "$work/pair$pair-$dtype-u$streams.json" >/dev/null 2>&1 || true
+      # Streamed (c1, c8), then the same load as unary calls (u1, u8), with
+      # new prompts, as none may come from the prefix cache.
+      local kind protocol seed_base
+      for kind in c u; do
+        if [[ $kind == c ]]; then protocol=grpc seed_base=0; else protocol=grpc-unary seed_base=100; fi
+        for streams in 1 8; do
+          "$BUILD_DIR/inferd-bench" $common --protocol $protocol --concurrency $streams \
+            --num-requests $((streams == 1 ? 2 : 8)) --seed $((seed_base + 10 * streams + pair)) \
+            --output-json "$work/pair$pair-$dtype-$kind$streams.json" >/dev/null 2>&1 || true
+        done
       done
       echo "   pair $pair/$PAIRS: $(python3 benchmarks/bench_report.py --pair "$work" "$dtype" "$pair")"
     done
