@@ -4,8 +4,9 @@
 // length of the context is held. A run of consecutive queries of one
 // sequence and head (a prefill chunk) shares each tile: its rows come from
 // memory once and from L1 for the other queries, instead of once per query.
-// AVX2 for head_dim a multiple of 8 up to 256, plain loops otherwise. The
-// cache holds float32 or float16 rows; float16 halves the bytes read.
+// AVX-512 or AVX2 for head_dim a multiple of 16 or 8 up to 256, plain
+// loops otherwise (AttentionTiles). The cache holds float32 or float16
+// rows; float16 halves the bytes read.
 //
 // Each query's operations depend only on its own q, its context and
 // head_dim: never on the run it is in, the batch or the thread, which keeps
@@ -44,10 +45,19 @@ struct QueryRun {
   int first_context;
 };
 
+// The code AttendPaged runs. kBest: AVX-512 tiles where the CPU backend's
+// kernel set is the AVX-512 one (kernels.h: the CPU has it and
+// INFERD_CPU_KERNELS names no other set) and head_dim is a multiple of 16
+// up to 256; else AVX2 where the build has it and head_dim is a multiple of
+// 8 up to 256; else plain loops. kNoAvx512: the same without AVX-512. The
+// AVX-512 and AVX2 tiles give the same bits (tests compare them).
+enum class AttentionTiles { kBest, kNoAvx512 };
+
 // out_i[head_dim] = softmax(q_i · K[0, context_i) / sqrt(head_dim)) · V[0, context_i).
-void AttendPaged(const QueryRun& run, const PagedRows<float>& keys, const PagedRows<float>& values, int head_dim);
+void AttendPaged(const QueryRun& run, const PagedRows<float>& keys, const PagedRows<float>& values, int head_dim,
+                 AttentionTiles tiles = AttentionTiles::kBest);
 void AttendPaged(const QueryRun& run, const PagedRows<uint16_t>& keys, const PagedRows<uint16_t>& values,
-                 int head_dim);
+                 int head_dim, AttentionTiles tiles = AttentionTiles::kBest);
 
 // dst[0, n) = src[0, n) as halves, rounded to nearest even (the float16
 // cache's rows; the same rounding as FloatToHalf on every CPU).

@@ -13,8 +13,10 @@
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <string_view>
 #include <vector>
 
+#include "engine/cpu/kernels.h"
 #include "engine/model/float16.h"
 
 namespace inferd::cpu {
@@ -126,6 +128,62 @@ void ExpectRunsEqualSingleQueries() {
       }
     }
   }
+}
+
+// The AVX-512 tiles give the AVX2 tiles' bits, for every head size they
+// take, single queries and runs, contexts inside, at and across tiles.
+template <typename T>
+void ExpectAvx512TilesEqualAvx2Tiles() {
+  constexpr int kBlockSize = 16, kBlocks = 10, kKvHeads = 2;
+  for (int head_dim : {16, 32, 64, 128, 256}) {
+    const size_t block_stride = static_cast<size_t>(kKvHeads) * kBlockSize * head_dim;
+    std::mt19937 rng(head_dim + 1);
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    std::vector<float> k_floats(kBlocks * block_stride), v_floats(k_floats.size());
+    for (float& x : k_floats) x = dist(rng);
+    for (float& x : v_floats) x = dist(rng);
+    const std::vector<T> k_pool = Narrow<T>(k_floats), v_pool = Narrow<T>(v_floats);
+    std::vector<int> table(kBlocks);
+    std::iota(table.begin(), table.end(), 0);
+    std::shuffle(table.begin(), table.end(), rng);
+    const size_t head_offset = static_cast<size_t>(kBlockSize) * head_dim;  // KV head 1
+    const PagedRows<T> keys{k_pool.data() + head_offset, table.data(), kBlockSize, block_stride,
+                            static_cast<size_t>(head_dim)};
+    const PagedRows<T> values{v_pool.data() + head_offset, table.data(), kBlockSize, block_stride,
+                              static_cast<size_t>(head_dim)};
+    const size_t stride = 2 * static_cast<size_t>(head_dim);
+    std::vector<float> q(kMaxQueryRun * stride);
+    for (float& x : q) x = 2.0f * dist(rng);
+    for (int first_context : {1, 7, 8, 9, 31, 32, 33, 100, 140}) {
+      for (int count : {1, 3, kMaxQueryRun}) {
+        if (first_context + count - 1 > kBlocks * kBlockSize) continue;
+        SCOPED_TRACE(::testing::Message() << "head_dim " << head_dim << " first_context " << first_context
+                                          << " count " << count);
+        std::vector<float> best(q.size(), NAN), avx2(q.size(), NAN);
+        QueryRun run{.q = q.data(), .q_stride = stride, .out = best.data(), .out_stride = stride, .count = count,
+                     .first_context = first_context};
+        AttendPaged(run, keys, values, head_dim, AttentionTiles::kBest);
+        run.out = avx2.data();
+        AttendPaged(run, keys, values, head_dim, AttentionTiles::kNoAvx512);
+        for (int i = 0; i < count; ++i) {
+          for (int d = 0; d < head_dim; ++d) {
+            const size_t at = i * stride + d;
+            ASSERT_EQ(std::bit_cast<uint32_t>(best[at]), std::bit_cast<uint32_t>(avx2[at]))
+                << "query " << i << " element " << d << ": " << best[at] << " against " << avx2[at];
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(PagedAttention, Avx512TilesEqualAvx2Tiles) {
+  if (Avx512Kernels() == nullptr || std::string_view(ActiveKernels().isa) != "avx512") {
+    GTEST_SKIP() << "the AVX-512 tiles run only where the AVX-512 kernel set is active (this CPU or "
+                    "INFERD_CPU_KERNELS says no)";
+  }
+  ExpectAvx512TilesEqualAvx2Tiles<float>();
+  ExpectAvx512TilesEqualAvx2Tiles<uint16_t>();
 }
 
 TEST(PagedAttention, MatchesTwoPassSoftmaxInDouble) { ExpectMatchesTwoPassSoftmaxInDouble<float>(); }
