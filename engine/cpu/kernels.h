@@ -59,16 +59,6 @@ struct TypeTraits {
   void (*gemm_panels)(const Activations& x, const void* panels, int n_out, float* out, int ldo) = nullptr;
 };
 
-// The panels a panel GEMM multiplies together (its register tile's width,
-// one stream of weights each), and so the weight rows of a block in
-// MatMul's parallel split: four for one activation row, three otherwise
-// (8 rows x 3 panels of accumulators fill the registers). Which panels go
-// together never changes a result. One row, four panels against three (one
-// process, 15-25 alternations, median ratio of the rounds): f32 decode
-// step 0.95-0.96, f16 0.985, bf16 0.994, q8_0 1.00; six 1.15-1.37, two
-// 1.10-1.14.
-inline int PanelsPerBlock(int rows) { return rows == 1 ? 4 : 3; }
-
 struct KernelSet {
   const char* isa;  // "avx512", "avx2", "portable"
   TypeTraits types[4];  // indexed by WeightType

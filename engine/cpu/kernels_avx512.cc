@@ -519,26 +519,23 @@ inline void WithRowCount(int rows, const Tile& tile) {
   }
 }
 
-// The n_out outputs' panels PanelsPerBlock(rows) at a time, then the rest:
+// The n_out outputs' panels three at a time, then the last one or two:
 // group(w, out, mask) with NV = the group's panel count as a template
 // argument, w its first panel, out its first output column and mask the
 // lanes of its last panel that are real outputs.
 template <typename Group>
-inline void ForEachPanelGroup(const void* panels, size_t panel_bytes, int n_out, int rows, float* out,
-                              const Group& group) {
-  const int per_group = PanelsPerBlock(rows);
+inline void ForEachPanelGroup(const void* panels, size_t panel_bytes, int n_out, float* out, const Group& group) {
+  constexpr int kPerGroup = 3;
   const int count = (n_out + kPanelRows - 1) / kPanelRows;
   const __mmask16 tail_mask =
       n_out % kPanelRows == 0 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n_out % kPanelRows)) - 1);
   const char* base = static_cast<const char*>(panels);
-  for (int p = 0; p < count; p += per_group) {
-    const int nv = std::min(per_group, count - p);
+  for (int p = 0; p < count; p += kPerGroup) {
+    const int nv = std::min(kPerGroup, count - p);
     const __mmask16 mask = p + nv == count ? tail_mask : static_cast<__mmask16>(0xFFFF);
     const char* w = base + static_cast<size_t>(p) * panel_bytes;
     float* o = out + p * kPanelRows;
-    if (nv == 4) {
-      group.template operator()<4>(w, o, mask);
-    } else if (nv == 3) {
+    if (nv == 3) {
       group.template operator()<3>(w, o, mask);
     } else if (nv == 2) {
       group.template operator()<2>(w, o, mask);
@@ -607,11 +604,11 @@ inline void RowsAgainstPanels(const Activations& x, const char* w, size_t panel_
 }
 
 // Panels three at a time (8 x 3 = 24 accumulators, 3 weight vectors and a
-// broadcast: 28 of the 32 registers), four for a single row.
+// broadcast: 28 of the 32 registers), then the last one or two.
 template <WeightType T>
 void PanelGemm(const Activations& x, const void* panels, int n_out, float* out, int ldo) {
   const size_t panel_bytes = static_cast<size_t>(x.cols) * kPanelRows * (T == WeightType::kF32 ? 4 : 2);
-  ForEachPanelGroup(panels, panel_bytes, n_out, x.rows, out, [&]<int NV>(const char* w, float* o, __mmask16 mask) {
+  ForEachPanelGroup(panels, panel_bytes, n_out, out, [&]<int NV>(const char* w, float* o, __mmask16 mask) {
     RowsAgainstPanels<T, NV>(x, w, panel_bytes, o, ldo, mask);
   });
 }
@@ -707,7 +704,7 @@ inline void RowsAgainstQ8Panels(const Activations& x, const char* w, size_t pane
 
 void Q8PanelGemm(const Activations& x, const void* panels, int n_out, float* out, int ldo) {
   const size_t panel_bytes = static_cast<size_t>(x.cols / kQ8_0BlockSize) * kQ8PanelBlockBytes;
-  ForEachPanelGroup(panels, panel_bytes, n_out, x.rows, out, [&]<int NV>(const char* w, float* o, __mmask16 mask) {
+  ForEachPanelGroup(panels, panel_bytes, n_out, out, [&]<int NV>(const char* w, float* o, __mmask16 mask) {
     RowsAgainstQ8Panels<NV>(x, w, panel_bytes, o, ldo, mask);
   });
 }

@@ -20,16 +20,15 @@ namespace {
 // 512-token prefill and nothing from decode (forward_benchmark, A/B).
 constexpr int kWeightBlock = 64;
 constexpr int kRowBlock = 64;
+// Weights packed in panels: three panels, the panel GEMM's register tile.
+constexpr int kPanelBlock = 3 * kPanelRows;
 // Below this many multiply-adds a product runs on the calling thread: waking
 // a worker would cost more than it saves (tiny models).
 constexpr int64_t kParallelMacs = int64_t{1} << 16;
 
 bool IsPanels(const Tensor& w) { return w.layout == TensorLayout::kPanels16; }
-// Weights packed in panels: the panels the panel GEMM takes together.
-int BlockRows(const Tensor& w, int rows) { return IsPanels(w) ? PanelsPerBlock(rows) * kPanelRows : kWeightBlock; }
-int NumBlocks(const Tensor& w, int rows) {
-  return static_cast<int>((w.rows + BlockRows(w, rows) - 1) / BlockRows(w, rows));
-}
+int BlockRows(const Tensor& w) { return IsPanels(w) ? kPanelBlock : kWeightBlock; }
+int NumBlocks(const Tensor& w) { return static_cast<int>((w.rows + BlockRows(w) - 1) / BlockRows(w)); }
 
 // Panel-packed weights need the set's panel GEMM; the CPU backend packs only
 // for a set that has one, so its absence is a caller's bug.
@@ -128,17 +127,17 @@ void FusedMatMul(ThreadPool& pool, const KernelSet& kernels, const float* x, int
   const Activations act = Prepare(pool, traits, x, rows, static_cast<int>(first.cols));
   int64_t blocks = 0, out_features = 0;
   for (const MatMulPart& p : parts) {
-    blocks += NumBlocks(*p.w, rows);
+    blocks += NumBlocks(*p.w);
     out_features += p.w->rows;
   }
   pool.ParallelFor(blocks, Grain(rows, out_features, first.cols, blocks), [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
       int64_t local = b;
       size_t i = 0;
-      while (local >= NumBlocks(*parts[i].w, rows)) local -= NumBlocks(*parts[i++].w, rows);
+      while (local >= NumBlocks(*parts[i].w)) local -= NumBlocks(*parts[i++].w);
       const Tensor& w = *parts[i].w;
-      const int n0 = static_cast<int>(local) * BlockRows(w, rows);
-      GemmBlock(traits, act, w, n0, std::min<int>(static_cast<int>(w.rows) - n0, BlockRows(w, rows)), parts[i].out);
+      const int n0 = static_cast<int>(local) * BlockRows(w);
+      GemmBlock(traits, act, w, n0, std::min<int>(static_cast<int>(w.rows) - n0, BlockRows(w)), parts[i].out);
     }
   });
 }
@@ -161,11 +160,11 @@ void SwiGluMatMul(ThreadPool& pool, const KernelSet& kernels, const float* x, in
   // Only Q8_0 quantizes, so two quantized types are the same type.
   const Activations up_act = w3.type == w1.type ? gate_act : Prepare(pool, up_traits, x, rows, cols);
   const int64_t hidden = w1.rows;
-  const int64_t blocks = NumBlocks(w1, rows);
+  const int64_t blocks = NumBlocks(w1);
   pool.ParallelFor(blocks, Grain(rows, 2 * hidden, cols, blocks), [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) {
-      const int n0 = static_cast<int>(b) * BlockRows(w1, rows);
-      const int count = std::min<int>(static_cast<int>(hidden) - n0, BlockRows(w1, rows));
+      const int n0 = static_cast<int>(b) * BlockRows(w1);
+      const int count = std::min<int>(static_cast<int>(hidden) - n0, BlockRows(w1));
       // Row block by row block, so that silu * up reads the block's gate and
       // up outputs while they are in L1 (over all 512 rows of a prefill they
       // had left it, and the combine stalled on its loads).
