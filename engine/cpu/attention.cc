@@ -147,6 +147,29 @@ inline float Reduce(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
 }
 
+// The softmax part of a tile, the same for TileAvx2 and TileAvx512: raises
+// the running maximum to the tile's, writes weights[n] = exp(scores[n] -
+// maximum) (each exactly expf's, eight at a time) and adds them to the
+// running sum, in order. Returns the factor that rescales the V sum so far
+// (0 on the first tile), or 1 where the maximum did not move.
+inline float SoftmaxWeights(float* scores, int count, SoftmaxState* state, float* weights) {
+  float rescale = 1.0f;
+  float tile_max = state->max_score;
+  for (int n = 0; n < count; ++n) tile_max = std::max(tile_max, scores[n]);
+  if (tile_max > state->max_score) {
+    rescale = expf(state->max_score - tile_max);
+    state->sum *= rescale;
+    state->max_score = tile_max;
+  }
+  for (int n = count; n < kTile && n % 8 != 0; ++n) scores[n] = 0.0f;  // lanes past the tile, unused
+  const __m256 max_score = _mm256_set1_ps(state->max_score);
+  for (int n = 0; n < count; n += 8) {
+    _mm256_store_ps(weights + n, ExpfX8(_mm256_sub_ps(_mm256_load_ps(scores + n), max_score)));
+  }
+  for (int n = 0; n < count; ++n) state->sum += weights[n];
+  return rescale;
+}
+
 // TilePortable for head_dim = 8 * V, q and the V sum in registers.
 template <int V, typename T>
 void TileAvx2(const float* q, const TileRows<T>& rows, int count, float sqrt_head_dim, float* acc_row,
@@ -183,27 +206,15 @@ void TileAvx2(const float* q, const TileRows<T>& rows, int count, float sqrt_hea
     for (int j = 1; j < V; ++j) d = _mm256_fmadd_ps(qv[j], Load8(k + 8 * j), d);
     scores[i] = Reduce(d) / sqrt_head_dim;
   }
-  float tile_max = state->max_score;
-  for (int n = 0; n < count; ++n) tile_max = std::max(tile_max, scores[n]);
-  if (tile_max > state->max_score) {
-    const float rescale = expf(state->max_score - tile_max);  // 0 on the first tile
-    state->sum *= rescale;
+  alignas(32) float weights[kTile];
+  const float rescale = SoftmaxWeights(scores, count, state, weights);
+  if (rescale != 1.0f) {
     const __m256 r = _mm256_set1_ps(rescale);
     for (int j = 0; j < V; ++j) acc[j] = _mm256_mul_ps(acc[j], r);
-    state->max_score = tile_max;
-  }
-  // The weights exp(score - max) eight at a time, each exactly expf's.
-  for (int n = count; n < kTile && n % 8 != 0; ++n) scores[n] = 0.0f;  // lanes past the tile, unused
-  alignas(32) float weights[kTile];
-  const __m256 max_score = _mm256_set1_ps(state->max_score);
-  for (int n = 0; n < count; n += 8) {
-    _mm256_store_ps(weights + n, ExpfX8(_mm256_sub_ps(_mm256_load_ps(scores + n), max_score)));
   }
   for (int n = 0; n < count; ++n) {
-    const float a = weights[n];
-    state->sum += a;
     const T* v = rows.v[n];
-    const __m256 av = _mm256_set1_ps(a);
+    const __m256 av = _mm256_set1_ps(weights[n]);
     for (int j = 0; j < V; ++j) acc[j] = _mm256_fmadd_ps(av, Load8(v + 8 * j), acc[j]);
   }
   for (int j = 0; j < V; ++j) _mm256_storeu_ps(acc_row + 8 * j, acc[j]);
@@ -281,26 +292,15 @@ INFERD_AVX512_TARGET void TileAvx512(const float* q, const TileRows<T>& rows, in
     for (int j = 1; j < V8; ++j) d = _mm256_fmadd_ps(_mm512_castps512_ps256(qv[j]), Load8(k + 8 * j), d);
     scores[i] = Reduce(d) / sqrt_head_dim;
   }
-  float tile_max = state->max_score;
-  for (int n = 0; n < count; ++n) tile_max = std::max(tile_max, scores[n]);
-  if (tile_max > state->max_score) {
-    const float rescale = expf(state->max_score - tile_max);  // 0 on the first tile
-    state->sum *= rescale;
+  alignas(32) float weights[kTile];
+  const float rescale = SoftmaxWeights(scores, count, state, weights);
+  if (rescale != 1.0f) {
     const __m512 r = _mm512_set1_ps(rescale);
     for (int j = 0; j < V16; ++j) acc[j] = _mm512_mul_ps(acc[j], r);
-    state->max_score = tile_max;
-  }
-  for (int n = count; n < kTile && n % 8 != 0; ++n) scores[n] = 0.0f;  // lanes past the tile, unused
-  alignas(32) float weights[kTile];
-  const __m256 max_score = _mm256_set1_ps(state->max_score);
-  for (int n = 0; n < count; n += 8) {
-    _mm256_store_ps(weights + n, ExpfX8(_mm256_sub_ps(_mm256_load_ps(scores + n), max_score)));
   }
   for (int n = 0; n < count; ++n) {
-    const float a = weights[n];
-    state->sum += a;
     const T* v = rows.v[n];
-    const __m512 av = _mm512_set1_ps(a);
+    const __m512 av = _mm512_set1_ps(weights[n]);
     for (int j = 0; j < V16; ++j) acc[j] = _mm512_fmadd_ps(av, Load16(v + 16 * j), acc[j]);
   }
   for (int j = 0; j < V16; ++j) _mm512_storeu_ps(acc_row + 16 * j, acc[j]);

@@ -41,6 +41,31 @@ std::vector<T> Narrow(const std::vector<float>& v) {
   }
 }
 
+// A random K/V cache in the backend's layout (per block, each KV head's
+// rows together), blocks in shuffled order, and the rows of KV head `head`.
+template <typename T>
+struct RandomCache {
+  RandomCache(int block_size, int blocks, int kv_heads, int head_dim, int head, uint32_t seed)
+      : block_stride(static_cast<size_t>(kv_heads) * block_size * head_dim), table(blocks) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    std::vector<float> k_floats(blocks * block_stride), v_floats(k_floats.size());
+    for (float& x : k_floats) x = dist(rng);
+    for (float& x : v_floats) x = dist(rng);
+    k_pool = Narrow<T>(k_floats);
+    v_pool = Narrow<T>(v_floats);
+    std::iota(table.begin(), table.end(), 0);
+    std::shuffle(table.begin(), table.end(), rng);
+    const size_t head_offset = static_cast<size_t>(head) * block_size * head_dim;
+    keys = {k_pool.data() + head_offset, table.data(), block_size, block_stride, static_cast<size_t>(head_dim)};
+    values = {v_pool.data() + head_offset, table.data(), block_size, block_stride, static_cast<size_t>(head_dim)};
+  }
+  size_t block_stride;
+  std::vector<T> k_pool, v_pool;
+  std::vector<int> table;
+  PagedRows<T> keys{}, values{};
+};
+
 template <typename T>
 void ExpectMatchesTwoPassSoftmaxInDouble() {
   constexpr int kBlockSize = 16, kBlocks = 12, kKvHeads = 2;
@@ -97,19 +122,12 @@ void ExpectMatchesTwoPassSoftmaxInDouble() {
 // start and end inside, at and across 32-key tiles and 16-slot blocks.
 template <typename T>
 void ExpectRunsEqualSingleQueries() {
-  constexpr int kBlockSize = 16, kBlocks = 10, kKvHeads = 1, kHeadDim = 64;
-  const size_t block_stride = static_cast<size_t>(kKvHeads) * kBlockSize * kHeadDim;
-  std::mt19937 rng(11);
+  constexpr int kBlockSize = 16, kBlocks = 10, kHeadDim = 64;
+  const RandomCache<T> cache(kBlockSize, kBlocks, /*kv_heads=*/1, kHeadDim, /*head=*/0, 11);
+  const PagedRows<T>& keys = cache.keys;
+  const PagedRows<T>& values = cache.values;
+  std::mt19937 rng(12);
   std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> k_floats(kBlocks * block_stride), v_floats(k_floats.size());
-  for (float& x : k_floats) x = dist(rng);
-  for (float& x : v_floats) x = dist(rng);
-  const std::vector<T> k_pool = Narrow<T>(k_floats), v_pool = Narrow<T>(v_floats);
-  std::vector<int> table(kBlocks);
-  std::iota(table.begin(), table.end(), 0);
-  std::shuffle(table.begin(), table.end(), rng);
-  const PagedRows<T> keys{k_pool.data(), table.data(), kBlockSize, block_stride, kHeadDim};
-  const PagedRows<T> values{v_pool.data(), table.data(), kBlockSize, block_stride, kHeadDim};
   constexpr size_t kStride = 3 * kHeadDim;  // rows of other heads between a run's queries
   std::vector<float> q(kMaxQueryRun * kStride);
   for (float& x : q) x = 2.0f * dist(rng);
@@ -136,21 +154,11 @@ template <typename T>
 void ExpectAvx512TilesEqualAvx2Tiles() {
   constexpr int kBlockSize = 16, kBlocks = 10, kKvHeads = 2;
   for (int head_dim : {16, 32, 64, 128, 256}) {
-    const size_t block_stride = static_cast<size_t>(kKvHeads) * kBlockSize * head_dim;
-    std::mt19937 rng(head_dim + 1);
+    const RandomCache<T> cache(kBlockSize, kBlocks, kKvHeads, head_dim, /*head=*/1, head_dim + 1);
+    const PagedRows<T>& keys = cache.keys;
+    const PagedRows<T>& values = cache.values;
+    std::mt19937 rng(head_dim + 2);
     std::normal_distribution<float> dist(0.0f, 1.0f);
-    std::vector<float> k_floats(kBlocks * block_stride), v_floats(k_floats.size());
-    for (float& x : k_floats) x = dist(rng);
-    for (float& x : v_floats) x = dist(rng);
-    const std::vector<T> k_pool = Narrow<T>(k_floats), v_pool = Narrow<T>(v_floats);
-    std::vector<int> table(kBlocks);
-    std::iota(table.begin(), table.end(), 0);
-    std::shuffle(table.begin(), table.end(), rng);
-    const size_t head_offset = static_cast<size_t>(kBlockSize) * head_dim;  // KV head 1
-    const PagedRows<T> keys{k_pool.data() + head_offset, table.data(), kBlockSize, block_stride,
-                            static_cast<size_t>(head_dim)};
-    const PagedRows<T> values{v_pool.data() + head_offset, table.data(), kBlockSize, block_stride,
-                              static_cast<size_t>(head_dim)};
     const size_t stride = 2 * static_cast<size_t>(head_dim);
     std::vector<float> q(kMaxQueryRun * stride);
     for (float& x : q) x = 2.0f * dist(rng);
