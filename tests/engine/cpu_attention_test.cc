@@ -45,8 +45,8 @@ std::vector<T> Narrow(const std::vector<float>& v) {
 // rows together), blocks in shuffled order, and the rows of KV head `head`.
 template <typename T>
 struct RandomCache {
-  RandomCache(int block_size, int blocks, int kv_heads, int head_dim, int head, uint32_t seed)
-      : block_stride(static_cast<size_t>(kv_heads) * block_size * head_dim), table(blocks) {
+  RandomCache(int block_size, int blocks, int kv_heads, int head_dim, int head, uint32_t seed) : table(blocks) {
+    const size_t block_stride = static_cast<size_t>(kv_heads) * block_size * head_dim;
     std::mt19937 rng(seed);
     std::normal_distribution<float> dist(0.0f, 1.0f);
     std::vector<float> k_floats(blocks * block_stride), v_floats(k_floats.size());
@@ -60,44 +60,35 @@ struct RandomCache {
     keys = {k_pool.data() + head_offset, table.data(), block_size, block_stride, static_cast<size_t>(head_dim)};
     values = {v_pool.data() + head_offset, table.data(), block_size, block_stride, static_cast<size_t>(head_dim)};
   }
-  size_t block_stride;
   std::vector<T> k_pool, v_pool;
   std::vector<int> table;
   PagedRows<T> keys{}, values{};
 };
 
+// Row p of `rows`, read through its block table as the backend lays it out.
+template <typename T>
+const T* RowAt(const PagedRows<T>& rows, int p) {
+  return rows.data + static_cast<size_t>(rows.block_table[p / rows.block_size]) * rows.block_stride +
+         static_cast<size_t>(p % rows.block_size) * rows.row_stride;
+}
+
 template <typename T>
 void ExpectMatchesTwoPassSoftmaxInDouble() {
   constexpr int kBlockSize = 16, kBlocks = 12, kKvHeads = 2;
   for (int head_dim : {8, 64, 128, 96, 12}) {
-    // The backend's layout: per block, each KV head's rows together.
-    const size_t block_stride = static_cast<size_t>(kKvHeads) * kBlockSize * head_dim;
-    std::mt19937 rng(head_dim);
+    const RandomCache<T> cache(kBlockSize, kBlocks, kKvHeads, head_dim, /*head=*/1, head_dim);
+    const PagedRows<T>& keys = cache.keys;
+    const PagedRows<T>& values = cache.values;
+    std::mt19937 rng(head_dim + 1);
     std::normal_distribution<float> dist(0.0f, 1.0f);
-    std::vector<float> k_floats(kBlocks * block_stride), v_floats(k_floats.size()), q(head_dim);
-    for (float& x : k_floats) x = dist(rng);
-    for (float& x : v_floats) x = dist(rng);
-    const std::vector<T> k_pool = Narrow<T>(k_floats), v_pool = Narrow<T>(v_floats);
+    std::vector<float> q(head_dim);
     for (float& x : q) x = 2.0f * dist(rng);  // peaked scores: the running maximum moves
-    std::vector<int> table(kBlocks);
-    std::iota(table.begin(), table.end(), 0);
-    std::shuffle(table.begin(), table.end(), rng);
-    const int head = 1;
-    const size_t head_offset = static_cast<size_t>(head) * kBlockSize * head_dim;
-    const PagedRows<T> keys{k_pool.data() + head_offset, table.data(), kBlockSize, block_stride,
-                         static_cast<size_t>(head_dim)};
-    const PagedRows<T> values{v_pool.data() + head_offset, table.data(), kBlockSize, block_stride,
-                           static_cast<size_t>(head_dim)};
     for (int context : {1, 5, 16, 33, 100, kBlocks * kBlockSize}) {
       SCOPED_TRACE(::testing::Message() << "head_dim " << head_dim << " context " << context);
       std::vector<double> scores(context);
-      auto row = [&](const std::vector<T>& pool, int p) {
-        return &pool[static_cast<size_t>(table[p / kBlockSize]) * block_stride + head_offset +
-                     static_cast<size_t>(p % kBlockSize) * head_dim];
-      };
       for (int p = 0; p < context; ++p) {
         double dot = 0;
-        for (int d = 0; d < head_dim; ++d) dot += static_cast<double>(q[d]) * Widen(row(k_pool, p)[d]);
+        for (int d = 0; d < head_dim; ++d) dot += static_cast<double>(q[d]) * Widen(RowAt(keys, p)[d]);
         scores[p] = dot / std::sqrt(static_cast<double>(head_dim));
       }
       const double max = *std::max_element(scores.begin(), scores.end());
@@ -105,7 +96,7 @@ void ExpectMatchesTwoPassSoftmaxInDouble() {
       for (double& s : scores) sum += (s = std::exp(s - max));
       std::vector<double> want(head_dim, 0.0);
       for (int p = 0; p < context; ++p) {
-        for (int d = 0; d < head_dim; ++d) want[d] += scores[p] / sum * Widen(row(v_pool, p)[d]);
+        for (int d = 0; d < head_dim; ++d) want[d] += scores[p] / sum * Widen(RowAt(values, p)[d]);
       }
       std::vector<float> got(head_dim, NAN);
       AttendPaged(One(q.data(), context, got.data()), keys, values, head_dim);
@@ -186,7 +177,7 @@ void ExpectAvx512TilesEqualAvx2Tiles() {
 }
 
 TEST(PagedAttention, Avx512TilesEqualAvx2Tiles) {
-  if (Avx512Kernels() == nullptr || std::string_view(ActiveKernels().isa) != "avx512") {
+  if (std::string_view(ActiveKernels().isa) != "avx512") {
     GTEST_SKIP() << "the AVX-512 tiles run only where the AVX-512 kernel set is active (this CPU or "
                     "INFERD_CPU_KERNELS says no)";
   }
